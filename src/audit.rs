@@ -1,0 +1,177 @@
+//! Audit events and where they go.
+//!
+//! Every lifecycle change and every failed verification produces an [`AuditEvent`]. Events
+//! carry token ids, owners and reasons, never a token, a secret, a digest or a server key.
+//! The default sink, [`TracingSink`], emits them as `tracing` events named with the OWASP
+//! logging vocabulary.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::token::TokenId;
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// A token was issued.
+    Created,
+    /// A token's secret was rotated.
+    Rotated,
+    /// A rotated-out secret was presented after its grace period.
+    Reuse,
+    /// A token was disabled.
+    Disabled,
+    /// A token was enabled.
+    Enabled,
+    /// A token was revoked.
+    Revoked,
+    /// A token was deleted.
+    Deleted,
+    /// A token's name, description, scopes, projects, metadata or expiry changed.
+    Updated,
+    /// A token was re-hashed under the current server key.
+    Rehashed,
+    /// A presented token was refused; the reason is a [`VerifyError::code`](crate::VerifyError::code).
+    VerifyFailed {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A verified token lacked a required scope or project, or tried to grant more than it
+    /// holds.
+    AccessDenied {
+        /// What was missing, e.g. `scope tokens:write`.
+        missing: String,
+    },
+}
+
+impl AuditKind {
+    /// The OWASP logging-vocabulary name of this event (`authn_token_created`, ...).
+    pub fn owasp_name(&self) -> &'static str {
+        match self {
+            AuditKind::Created => "authn_token_created",
+            AuditKind::Rotated => "authn_token_rotated",
+            AuditKind::Reuse => "authn_token_reuse",
+            AuditKind::Disabled => "authn_token_disabled",
+            AuditKind::Enabled => "authn_token_enabled",
+            AuditKind::Revoked => "authn_token_revoked",
+            AuditKind::Deleted => "authn_token_delete",
+            AuditKind::Updated => "authz_change",
+            AuditKind::Rehashed => "authn_token_rehashed",
+            AuditKind::VerifyFailed { .. } => "authn_login_fail",
+            AuditKind::AccessDenied { .. } => "authz_fail",
+        }
+    }
+}
+
+/// One audit event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// What happened.
+    pub kind: AuditKind,
+    /// When (by the manager's clock).
+    pub at: DateTime<Utc>,
+    /// The token concerned, when known (the id of a presented token is public and is
+    /// reported only after the token string parsed).
+    pub token_id: Option<TokenId>,
+    /// The token's owner, when known.
+    pub owner: Option<String>,
+    /// Who acted: `system` for direct calls, or `token:<id>` for calls on behalf of a token.
+    pub actor: Option<String>,
+}
+
+impl AuditEvent {
+    /// A new event.
+    pub fn new(kind: AuditKind, at: DateTime<Utc>) -> Self {
+        AuditEvent {
+            kind,
+            at,
+            token_id: None,
+            owner: None,
+            actor: None,
+        }
+    }
+
+    pub(crate) fn token(mut self, id: &TokenId) -> Self {
+        self.token_id = Some(id.clone());
+        self
+    }
+
+    pub(crate) fn owner(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.to_owned());
+        self
+    }
+
+    pub(crate) fn actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
+    }
+}
+
+impl fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.owasp_name())?;
+        if let Some(id) = &self.token_id {
+            write!(f, ":{id}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Receives audit events. Called synchronously on the operation's task: keep it fast (hand
+/// off to a channel for slow destinations).
+pub trait AuditSink: Send + Sync + 'static {
+    /// Records one event.
+    fn record(&self, event: &AuditEvent);
+}
+
+impl<F> AuditSink for F
+where
+    F: Fn(&AuditEvent) + Send + Sync + 'static,
+{
+    fn record(&self, event: &AuditEvent) {
+        self(event)
+    }
+}
+
+/// The default sink: one `tracing` event per audit event, with target `keygate::audit`,
+/// the OWASP name in the `event` field, and `token_id`, `owner`, `actor` and `reason` fields.
+/// Failures (`authn_login_fail`, `authz_fail`, `authn_token_reuse`) are logged at WARN,
+/// everything else at INFO.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn record(&self, e: &AuditEvent) {
+        let name = e.kind.owasp_name();
+        let token_id = e.token_id.as_ref().map(TokenId::as_str);
+        let owner = e.owner.as_deref();
+        let actor = e.actor.as_deref();
+        match &e.kind {
+            AuditKind::VerifyFailed { reason } => tracing::warn!(
+                target: "keygate::audit", event = name, token_id, owner, actor, reason = *reason,
+                "{name}"
+            ),
+            AuditKind::AccessDenied { missing } => tracing::warn!(
+                target: "keygate::audit", event = name, token_id, owner, actor,
+                reason = missing.as_str(), "{name}"
+            ),
+            AuditKind::Reuse => tracing::warn!(
+                target: "keygate::audit", event = name, token_id, owner, actor, "{name}"
+            ),
+            _ => tracing::info!(
+                target: "keygate::audit", event = name, token_id, owner, actor, "{name}"
+            ),
+        }
+    }
+}
+
+/// A sink that drops every event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopSink;
+
+impl AuditSink for NoopSink {
+    fn record(&self, _: &AuditEvent) {}
+}

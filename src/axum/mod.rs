@@ -1,0 +1,1 @@
+//! axum extractors, rejection and the admin router (feature `axum`).

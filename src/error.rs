@@ -1,0 +1,186 @@
+//! Error types: [`Error`] for management operations, [`VerifyError`] for verification,
+//! [`StoreError`] for storage backends.
+//!
+//! None of these ever carries a token, a secret, a server key or a digest: their `Display`
+//! and `Debug` output is safe to log.
+
+use crate::token::TokenId;
+
+/// A boxed error source, kept so that backend failures never lose their cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of a [`TokenStore`](crate::store::TokenStore).
+///
+/// A store error is never treated as "invalid token": verification fails closed with
+/// [`VerifyError::Store`], and the HTTP adapters answer 503.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `insert` was called with an id that already exists.
+    #[error("a token with this id already exists")]
+    AlreadyExists,
+    /// `update` was called for an id that does not exist.
+    #[error("no token with this id")]
+    NotFound,
+    /// `update` was called with a version that is no longer current (a concurrent writer won).
+    #[error("the token was changed concurrently (version conflict)")]
+    Conflict,
+    /// The backend failed (I/O, connection, timeout, corrupt row, ...). The cause is kept.
+    #[error("token store backend failed")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Wraps any backend error, keeping it as the [`source`](std::error::Error::source).
+    pub fn backend(err: impl Into<BoxError>) -> Self {
+        StoreError::Backend(err.into())
+    }
+}
+
+/// Why a presented token was not accepted.
+///
+/// Every variant but [`VerifyError::Store`] means "this credential is not valid"; over HTTP
+/// they all become the same `401 invalid_token` so that callers learn nothing from the
+/// difference. Applications and audit logs get the precise reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not a token of this issuer: wrong prefix, bad characters, bad lengths, too long.
+    #[error("malformed token")]
+    Malformed,
+    /// Well-formed, but the checksum does not match (a typo or a truncated copy).
+    #[error("token checksum mismatch")]
+    BadChecksum,
+    /// No token with this id exists.
+    #[error("unknown token")]
+    Unknown,
+    /// The id exists but the secret is wrong.
+    #[error("wrong token secret")]
+    WrongSecret,
+    /// The token has been revoked.
+    #[error("token revoked")]
+    Revoked,
+    /// The token is disabled.
+    #[error("token disabled")]
+    Disabled,
+    /// The token's expiry has passed.
+    #[error("token expired")]
+    Expired,
+    /// The secret was replaced by a rotation and its grace period is over. This is reported
+    /// to the audit sink as `authn_token_reuse`.
+    #[error("token secret was rotated out")]
+    RotatedOut,
+    /// The store failed; nothing was decided. Fail closed.
+    #[error("token store unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl VerifyError {
+    /// `true` for every "this credential is not valid" reason, `false` for store failures.
+    pub fn is_invalid_token(&self) -> bool {
+        !matches!(self, VerifyError::Store(_))
+    }
+
+    /// A short, stable, lower-case code for logs and metrics (`"wrong_secret"`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed => "malformed",
+            VerifyError::BadChecksum => "bad_checksum",
+            VerifyError::Unknown => "unknown",
+            VerifyError::WrongSecret => "wrong_secret",
+            VerifyError::Revoked => "revoked",
+            VerifyError::Disabled => "disabled",
+            VerifyError::Expired => "expired",
+            VerifyError::RotatedOut => "rotated_out",
+            VerifyError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// A required scope or project was not granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The token does not hold this scope.
+    #[error("missing scope `{0}`")]
+    MissingScope(crate::scope::Scope),
+    /// The token may not act on this project.
+    #[error("token may not act on project `{0}`")]
+    ProjectDenied(crate::scope::ProjectId),
+    /// The requested projects are not a subset of the token's own.
+    #[error("projects beyond the acting token's own")]
+    ProjectsNotCovered,
+}
+
+/// An error from a management operation of [`TokenManager`](crate::TokenManager) or from
+/// validating input (ids, scopes, prefixes, server keys, expiry).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A token id is not valid (1 to 64 lower-case letters, digits, `-` or `_`).
+    #[error("invalid token id: {0}")]
+    InvalidId(&'static str),
+    /// A scope string is not valid.
+    #[error("invalid scope: {0}")]
+    InvalidScope(&'static str),
+    /// A project id is not valid (same rule as token ids).
+    #[error("invalid project id: {0}")]
+    InvalidProject(&'static str),
+    /// The token prefix is not valid.
+    #[error("invalid token prefix: {0}")]
+    InvalidPrefix(&'static str),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// A server key (pepper) is too short or cannot be decoded.
+    #[error("invalid server key: {0}")]
+    InvalidServerKey(&'static str),
+    /// An expiry string or value is not valid.
+    #[error("invalid expiry: {0}")]
+    InvalidExpiry(String),
+    /// A text field (name, description, owner, metadata) is not valid.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// The field name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The requested expiry violates the [`ExpiryPolicy`](crate::ExpiryPolicy).
+    #[error("expiry policy violated: {0}")]
+    Policy(String),
+    /// No token with this id (or none visible to the acting token).
+    #[error("token `{0}` not found")]
+    NotFound(TokenId),
+    /// A token with this id already exists.
+    #[error("token `{0}` already exists")]
+    AlreadyExists(TokenId),
+    /// The token changed concurrently; re-read and retry.
+    #[error("token `{0}` was changed concurrently")]
+    Conflict(TokenId),
+    /// The operation is not allowed in the token's current state (e.g. enabling a revoked token).
+    #[error("token `{id}` is {status}: {reason}")]
+    InvalidState {
+        /// The token.
+        id: TokenId,
+        /// Its current status.
+        status: crate::record::TokenStatus,
+        /// What was refused.
+        reason: &'static str,
+    },
+    /// The acting token tried to grant scopes or projects it does not hold itself.
+    #[error("escalation refused: {0}")]
+    Escalation(AccessError),
+    /// The acting token lacks the scope for this operation.
+    #[error("access denied: {0}")]
+    Access(AccessError),
+    /// The store failed.
+    #[error("token store failed")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}

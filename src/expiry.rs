@@ -1,0 +1,304 @@
+//! Expiry: when a token stops being valid, the presets users pick from, the policy that
+//! bounds them, and the clock that decides.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+
+use crate::error::Error;
+
+/// When a token expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expiry {
+    /// The token never expires.
+    Never,
+    /// The token is valid strictly before this instant and expired at and after it.
+    At(DateTime<Utc>),
+}
+
+impl Expiry {
+    /// Has the token expired at `now`? (`now >= at`.)
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Expiry::Never => false,
+            Expiry::At(at) => now >= *at,
+        }
+    }
+
+    /// The instant, if any.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Expiry::Never => None,
+            Expiry::At(at) => Some(*at),
+        }
+    }
+}
+
+impl From<Option<DateTime<Utc>>> for Expiry {
+    fn from(at: Option<DateTime<Utc>>) -> Self {
+        at.map_or(Expiry::Never, Expiry::At)
+    }
+}
+
+/// The expiry a user asks for when creating or rotating a token (Devtron, GitHub): 7, 30, 60
+/// or 90 days from now, a custom instant, or never.
+///
+/// Parses from `7d`, `30d`, `60d`, `90d`, any `<N>d` or `<N>h`, `never`, or an RFC 3339
+/// instant such as `2027-01-31T00:00:00Z`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryPreset {
+    /// 7 days from now.
+    Days7,
+    /// 30 days from now.
+    Days30,
+    /// 60 days from now.
+    Days60,
+    /// 90 days from now.
+    Days90,
+    /// A custom lifetime from now.
+    In(Duration),
+    /// A custom instant.
+    At(DateTime<Utc>),
+    /// No expiry.
+    Never,
+}
+
+impl ExpiryPreset {
+    /// Resolves the preset against `now`.
+    pub fn resolve(self, now: DateTime<Utc>) -> Result<Expiry, Error> {
+        let days = |d: i64| Duration::days(d);
+        let at = match self {
+            ExpiryPreset::Never => return Ok(Expiry::Never),
+            ExpiryPreset::At(at) => at,
+            ExpiryPreset::Days7 => now + days(7),
+            ExpiryPreset::Days30 => now + days(30),
+            ExpiryPreset::Days60 => now + days(60),
+            ExpiryPreset::Days90 => now + days(90),
+            ExpiryPreset::In(d) => now
+                .checked_add_signed(d)
+                .ok_or_else(|| Error::InvalidExpiry("lifetime out of range".into()))?,
+        };
+        Ok(Expiry::At(at.trunc_subsecs(6)))
+    }
+}
+
+impl From<Expiry> for ExpiryPreset {
+    fn from(e: Expiry) -> Self {
+        match e {
+            Expiry::Never => ExpiryPreset::Never,
+            Expiry::At(at) => ExpiryPreset::At(at),
+        }
+    }
+}
+
+impl std::str::FromStr for ExpiryPreset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        match s {
+            "never" => return Ok(ExpiryPreset::Never),
+            "7d" => return Ok(ExpiryPreset::Days7),
+            "30d" => return Ok(ExpiryPreset::Days30),
+            "60d" => return Ok(ExpiryPreset::Days60),
+            "90d" => return Ok(ExpiryPreset::Days90),
+            _ => {}
+        }
+        if let Some(d) = parse_duration(s) {
+            return Ok(ExpiryPreset::In(d));
+        }
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| ExpiryPreset::At(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                Error::InvalidExpiry(format!(
+                    "`{}`: expected 7d, 30d, 60d, 90d, <N>d, <N>h, never, or an RFC 3339 instant",
+                    s.chars().take(64).collect::<String>()
+                ))
+            })
+    }
+}
+
+impl fmt::Display for ExpiryPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpiryPreset::Days7 => f.write_str("7d"),
+            ExpiryPreset::Days30 => f.write_str("30d"),
+            ExpiryPreset::Days60 => f.write_str("60d"),
+            ExpiryPreset::Days90 => f.write_str("90d"),
+            ExpiryPreset::Never => f.write_str("never"),
+            ExpiryPreset::At(at) => f.write_str(&at.to_rfc3339()),
+            ExpiryPreset::In(d) if d.num_seconds() % 86_400 == 0 => {
+                write!(f, "{}d", d.num_days())
+            }
+            ExpiryPreset::In(d) if d.num_seconds() % 3_600 == 0 => {
+                write!(f, "{}h", d.num_hours())
+            }
+            ExpiryPreset::In(d) => write!(f, "{}s", d.num_seconds()),
+        }
+    }
+}
+
+/// Parses `<N>d`, `<N>h`, `<N>m` or `<N>s` (N a positive integer up to 100 years) into a
+/// duration; used for lifetimes and rotation grace periods.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s.get(..s.len() - 1)?.parse().ok()?;
+    if !(0..=36_500 * 86_400).contains(&n) {
+        return None;
+    }
+    let d = match unit {
+        'd' => Duration::try_days(n)?,
+        'h' => Duration::try_hours(n)?,
+        'm' => Duration::try_minutes(n)?,
+        's' => Duration::try_seconds(n)?,
+        _ => return None,
+    };
+    (d <= Duration::days(36_500)).then_some(d)
+}
+
+/// What an application allows for token lifetimes (GitLab caps at 365 days, Splunk user
+/// tokens at 30).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    require_expiry: bool,
+    max_lifetime: Option<Duration>,
+}
+
+impl ExpiryPolicy {
+    /// No requirement: `never` is allowed, lifetimes are unbounded.
+    pub fn unrestricted() -> Self {
+        Self::default()
+    }
+
+    /// Requires every token to have an expiry.
+    pub fn require_expiry(mut self) -> Self {
+        self.require_expiry = true;
+        self
+    }
+
+    /// Caps the lifetime (from issue or rotation) and implies an expiry is required.
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self.require_expiry = true;
+        self
+    }
+
+    /// Is an expiry required?
+    pub fn requires_expiry(&self) -> bool {
+        self.require_expiry
+    }
+
+    /// The lifetime cap, if any.
+    pub fn lifetime_cap(&self) -> Option<Duration> {
+        self.max_lifetime
+    }
+
+    /// Checks an expiry requested at `now`: it must lie in the future, be present if required,
+    /// and be within the cap.
+    pub fn check(&self, now: DateTime<Utc>, expiry: &Expiry) -> Result<(), Error> {
+        match expiry {
+            Expiry::Never if self.require_expiry => Err(Error::Policy(
+                "an expiry is required; `never` is not allowed".into(),
+            )),
+            Expiry::Never => Ok(()),
+            Expiry::At(at) if *at <= now => {
+                Err(Error::InvalidExpiry("expiry must be in the future".into()))
+            }
+            Expiry::At(at) => match self.max_lifetime {
+                Some(max) if *at - now > max => Err(Error::Policy(format!(
+                    "lifetime exceeds the maximum of {} days",
+                    max.num_days()
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// The source of "now" for expiry, grace periods and last-used times.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock (`Utc::now()`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to: for tests of expiry and grace periods.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        ManualClock(Arc::new(Mutex::new(start)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// Moves the time forward (or back, with a negative duration).
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse() {
+        assert_eq!("7d".parse::<ExpiryPreset>().unwrap(), ExpiryPreset::Days7);
+        assert_eq!(
+            "never".parse::<ExpiryPreset>().unwrap(),
+            ExpiryPreset::Never
+        );
+        assert_eq!(
+            "12h".parse::<ExpiryPreset>().unwrap(),
+            ExpiryPreset::In(Duration::hours(12))
+        );
+        assert!(matches!(
+            "2027-01-31T00:00:00Z".parse::<ExpiryPreset>().unwrap(),
+            ExpiryPreset::At(_)
+        ));
+        for bad in ["", "d", "-1d", "7x", "tomorrow", "99999999d"] {
+            assert!(bad.parse::<ExpiryPreset>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let now = Utc::now();
+        let p = ExpiryPolicy::unrestricted().max_lifetime(Duration::days(365));
+        assert!(p.check(now, &Expiry::Never).is_err());
+        assert!(p.check(now, &Expiry::At(now + Duration::days(365))).is_ok());
+        assert!(
+            p.check(now, &Expiry::At(now + Duration::days(366)))
+                .is_err()
+        );
+        assert!(p.check(now, &Expiry::At(now)).is_err());
+        assert!(
+            ExpiryPolicy::unrestricted()
+                .check(now, &Expiry::Never)
+                .is_ok()
+        );
+    }
+}

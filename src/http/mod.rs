@@ -1,0 +1,1 @@
+//! Shared HTTP credential parsing and RFC 6750 responses (feature `tower`).

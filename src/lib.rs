@@ -1,0 +1,121 @@
+//! keygate: API tokens for Rust services.
+//!
+//! Issue, verify, scope, expire, rotate, disable and revoke API tokens, stored in the
+//! database your service already runs, checked by a tower layer or axum extractors in front
+//! of your routes.
+//!
+//! # Quick start
+//!
+//! ```
+//! use keygate::{IssueRequest, MemoryStore, RotateRequest, Scope, ScopeSet, ServerKey, TokenManager, VerifyError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keygate::Error> {
+//! // The server key ("pepper") comes from your secret store; at least 32 bytes.
+//! let manager = TokenManager::builder(MemoryStore::new())
+//!     .server_key(ServerKey::generate())
+//!     .prefix("acme")
+//!     .build()?;
+//!
+//! // Issue: the plaintext is returned once. Show it to the user, then drop it.
+//! let issued = manager
+//!     .issue(
+//!         IssueRequest::new("ci deploy", "alice")
+//!             .scopes(ScopeSet::parse(["projects:read", "projects:write"])?),
+//!     )
+//!     .await?;
+//! let token = issued.expose_secret().to_owned();
+//! assert!(token.starts_with("acme_"));
+//!
+//! // Verify a presented token, then check a scope.
+//! let verified = manager.verify(&token).await.expect("valid token");
+//! assert_eq!(verified.owner(), "alice");
+//! assert!(verified.grants(&Scope::new("projects:read")?));
+//!
+//! // Rotate with no grace period: the old secret stops working at once.
+//! let rotated = manager.rotate(issued.id(), RotateRequest::new()).await?;
+//! assert!(matches!(manager.verify(&token).await, Err(VerifyError::RotatedOut)));
+//! assert!(manager.verify(rotated.expose_secret()).await.is_ok());
+//!
+//! // Revoke for good.
+//! manager.revoke(issued.id()).await?;
+//! assert!(matches!(manager.verify(rotated.expose_secret()).await, Err(VerifyError::Revoked)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Security model
+//!
+//! What keygate guarantees:
+//!
+//! - **No plaintext at rest.** A store keeps `HMAC-SHA256(server_key, id ‖ 0x00 ‖ secret)`
+//!   and the key version, never the secret. A stolen database without the server key does
+//!   not yield usable tokens, and cannot be brute-forced offline (256-bit secrets, keyed).
+//! - **Shown once.** The plaintext exists in the value returned by `issue`/`rotate`
+//!   ([`IssuedToken`], zeroized on drop, redacted `Debug`, no `Display`, no `Clone`, no
+//!   serde) and in the request being verified.
+//! - **Constant-time comparison** of digests on fixed 32-byte arrays ([`Digest`]'s
+//!   `PartialEq` is constant time). An unknown id costs the same digest work as a wrong
+//!   secret.
+//! - **Cheap rejection.** Over-long or malformed input and bad checksums are refused before
+//!   any store access.
+//! - **Fail closed.** A store failure is [`VerifyError::Store`] (503 over HTTP), never a
+//!   decision.
+//! - **No escalation.** Through [`TokenManager::acting_as`], a token can never create or
+//!   update a token with scopes or projects beyond its own, nor see such tokens.
+//! - **Nothing secret in `Debug`, `Display`, serde, errors or audit events.**
+//!
+//! What it does not do: transport security (serve over TLS), rate limiting of failed
+//! attempts (put a limiter in front), protection against a compromised host process, and
+//! zeroization beyond best effort (the key schedule inside the HMAC state and copies made
+//! by the allocator, the OS or your HTTP stack are out of its reach).
+//!
+//! # Features
+//!
+//! | feature     | adds |
+//! |-------------|------|
+//! | (none)      | the core: [`TokenManager`], [`MemoryStore`], scopes, expiry, audit |
+//! | `sqlite`    | `SqliteStore` (embedded default) |
+//! | `postgres`  | `PostgresStore` (several instances, cross-instance invalidation) |
+//! | `tower`     | the `RequireToken` layer |
+//! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
+//! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
+//! | `cli`       | the `keygate` command line |
+//! | `test-util` | `keygate::testing`, the store conformance suite (not semver-stable) |
+//!
+//! A feature only adds API; it never changes default behaviour.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod audit;
+pub mod cache;
+pub mod digest;
+pub mod error;
+pub mod expiry;
+pub mod manager;
+pub mod record;
+pub mod scope;
+pub mod store;
+pub mod token;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "tower")]
+pub mod http;
+#[cfg(feature = "test-util")]
+pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+pub use audit::{AuditEvent, AuditKind, AuditSink, TracingSink};
+pub use digest::{Digest, Keyring, ServerKey};
+pub use error::{AccessError, Error, StoreError, VerifyError};
+pub use expiry::{Clock, Expiry, ExpiryPolicy, ExpiryPreset, ManualClock, SystemClock};
+pub use manager::{
+    BulkAction, BulkReport, IssueRequest, IssuedToken, RotateRequest, Selection, TokenManager,
+    TokenUpdate, VerifiedToken,
+};
+pub use record::{TokenRecord, TokenStatus};
+pub use scope::{ProjectId, Projects, Scope, ScopeSet};
+pub use store::{MemoryStore, Page, PageRequest, TokenFilter, TokenStore};
+pub use token::{TokenFormat, TokenId, TokenSecret};

@@ -1,0 +1,325 @@
+//! The [`TokenStore`] trait, the types of its list API, and the in-memory store.
+//!
+//! A store keeps [`TokenRecord`]s. It never sees a plaintext token. Each method's doc
+//! comment is its contract; `keygate::testing` (feature `test-util`) has one conformance
+//! case per sentence, and every store in this crate runs it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, StoreError};
+use crate::record::{TokenRecord, TokenStatus};
+use crate::scope::{ProjectId, Scope};
+use crate::token::TokenId;
+
+mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+
+/// Persistent storage for token records.
+///
+/// Object safe: `Arc<dyn TokenStore>` works, and `Arc<S>` / `Box<S>` of a store are stores.
+/// Implementations must be safe to call from many tasks at once.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new record exactly as given.
+    ///
+    /// Returns `Err(StoreError::AlreadyExists)` if a record with the same id exists; the
+    /// existing record is left unchanged.
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Returns the record with this id, equal to what was last written.
+    ///
+    /// Returns `Ok(None)` if there is no record with this id.
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
+
+    /// Compare-and-swap: replaces the stored record by `record` if the stored version equals
+    /// `record.version`, stores it with version `record.version + 1` and returns that
+    /// new version.
+    ///
+    /// Returns `Err(StoreError::Conflict)` if the stored version differs, leaving the stored
+    /// record unchanged. Returns `Err(StoreError::NotFound)` if there is no record with this
+    /// id. The stored `last_used_at` never moves backwards: if it is later than
+    /// `record.last_used_at`, it is kept.
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError>;
+
+    /// Removes the record with this id.
+    ///
+    /// Returns `Ok(true)` if a record was removed and `Ok(false)` if there was none.
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError>;
+
+    /// Returns the records matching `filter` (as [`TokenFilter::matches`] defines), newest
+    /// first: by `created_at` descending, then by id descending.
+    ///
+    /// Returns at most `page.limit` records, all of them strictly after `page.after` in that
+    /// order when a cursor is given. `Page::next` is `Some` if and only if more matching
+    /// records follow, and passing it back continues the listing without skipping or
+    /// repeating a record, even when records were inserted in between.
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError>;
+
+    /// Records a use: sets `last_used_at` to `at` if the stored value is absent or earlier.
+    ///
+    /// Never moves `last_used_at` backwards, and changes neither `version` nor `updated_at`.
+    /// Returns `Ok(())` if there is no record with this id.
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<S: TokenStore + ?Sized> TokenStore for $ty {
+            async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+                (**self).insert(record).await
+            }
+            async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+                (**self).get(id).await
+            }
+            async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+                (**self).update(record).await
+            }
+            async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+                (**self).delete(id).await
+            }
+            async fn list(
+                &self,
+                filter: &TokenFilter,
+                page: &PageRequest,
+            ) -> Result<Page, StoreError> {
+                (**self).list(filter, page).await
+            }
+            async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+                (**self).touch(id, at).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<S>);
+forward_store!(Box<S>);
+
+/// Which records to list. Every set field must match; an empty filter matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenFilter {
+    /// The name contains this text, ignoring ASCII case.
+    pub name_contains: Option<String>,
+    /// The owner is exactly this.
+    pub owner: Option<String>,
+    /// The creator is exactly this.
+    pub created_by: Option<String>,
+    /// The status is this.
+    pub status: Option<TokenStatus>,
+    /// The token has an expiry, strictly before this instant.
+    pub expires_before: Option<DateTime<Utc>>,
+    /// The token expires strictly after this instant, or never.
+    pub expires_after: Option<DateTime<Utc>>,
+    /// The token may act on this project (it has all projects, or this one among them).
+    pub project: Option<ProjectId>,
+    /// The token holds exactly this scope string (not merely a wildcard that grants it).
+    pub scope: Option<Scope>,
+}
+
+impl TokenFilter {
+    /// An empty filter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`name_contains`](Self::name_contains).
+    pub fn name_contains(mut self, text: impl Into<String>) -> Self {
+        self.name_contains = Some(text.into());
+        self
+    }
+
+    /// Sets [`owner`](Self::owner).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Sets [`created_by`](Self::created_by).
+    pub fn created_by(mut self, creator: impl Into<String>) -> Self {
+        self.created_by = Some(creator.into());
+        self
+    }
+
+    /// Sets [`status`](Self::status).
+    pub fn status(mut self, status: TokenStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Sets [`expires_before`](Self::expires_before).
+    pub fn expires_before(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_before = Some(at);
+        self
+    }
+
+    /// Sets [`expires_after`](Self::expires_after).
+    pub fn expires_after(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_after = Some(at);
+        self
+    }
+
+    /// Sets [`project`](Self::project).
+    pub fn project(mut self, project: ProjectId) -> Self {
+        self.project = Some(project);
+        self
+    }
+
+    /// Sets [`scope`](Self::scope).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The reference semantics of the filter, which every store must follow.
+    pub fn matches(&self, r: &TokenRecord) -> bool {
+        if let Some(text) = &self.name_contains {
+            if !contains_ignore_ascii_case(&r.name, text) {
+                return false;
+            }
+        }
+        if self.owner.as_ref().is_some_and(|o| *o != r.owner) {
+            return false;
+        }
+        if self.created_by.as_ref().is_some_and(|c| *c != r.created_by) {
+            return false;
+        }
+        if self.status.is_some_and(|s| s != r.status) {
+            return false;
+        }
+        if let Some(before) = self.expires_before {
+            if r.expiry.at().is_none_or(|at| at >= before) {
+                return false;
+            }
+        }
+        if let Some(after) = self.expires_after {
+            if r.expiry.at().is_some_and(|at| at <= after) {
+                return false;
+            }
+        }
+        if self.project.as_ref().is_some_and(|p| !r.projects.allows(p)) {
+            return false;
+        }
+        if self.scope.as_ref().is_some_and(|s| !r.scopes.contains(s)) {
+            return false;
+        }
+        true
+    }
+}
+
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Default page size.
+pub const DEFAULT_PAGE_LIMIT: usize = 50;
+/// Largest page size.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+
+/// A position in a listing: the `(created_at, id)` of the last record of a page.
+///
+/// Its string form is opaque to clients (`{micros}.{id}`) and round-trips through
+/// [`Display`](fmt::Display) and [`FromStr`](std::str::FromStr).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// `created_at` of the last record returned.
+    pub created_at: DateTime<Utc>,
+    /// id of the last record returned.
+    pub id: TokenId,
+}
+
+impl Cursor {
+    /// The cursor that continues after `record`.
+    pub fn after(record: &TokenRecord) -> Self {
+        Cursor {
+            created_at: record.created_at,
+            id: record.id.clone(),
+        }
+    }
+
+    /// Is `record` strictly after this cursor in newest-first order?
+    pub fn precedes(&self, record: &TokenRecord) -> bool {
+        (record.created_at, &record.id) < (self.created_at, &self.id)
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::InvalidField {
+            field: "cursor",
+            reason: "not a cursor returned by a listing",
+        };
+        let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        let micros: i64 = micros.parse().map_err(|_| bad())?;
+        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+        let id = TokenId::new(id).map_err(|_| bad())?;
+        Ok(Cursor { created_at, id })
+    }
+}
+
+/// One page request: how many records, and where to continue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    /// At most this many records (1..=1000; out-of-range values are clamped).
+    pub limit: usize,
+    /// Continue after this cursor (from [`Page::next`]).
+    pub after: Option<Cursor>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            limit: DEFAULT_PAGE_LIMIT,
+            after: None,
+        }
+    }
+}
+
+impl PageRequest {
+    /// The first page with `limit` records.
+    pub fn first(limit: usize) -> Self {
+        PageRequest { limit, after: None }
+    }
+
+    /// The page after `cursor`, keeping the limit.
+    pub fn next(&self, cursor: Cursor) -> Self {
+        PageRequest {
+            limit: self.limit,
+            after: Some(cursor),
+        }
+    }
+
+    /// The limit clamped to 1..=1000.
+    pub fn effective_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_LIMIT)
+    }
+}
+
+/// A page of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// The records, newest first.
+    pub items: Vec<TokenRecord>,
+    /// Where the next page starts, if more records follow.
+    pub next: Option<Cursor>,
+}

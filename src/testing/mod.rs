@@ -1,0 +1,716 @@
+//! The [`TokenStore`] conformance suite (feature `test-util`). **Not semver-stable.**
+//!
+//! One case per sentence of the trait's contract, plus a concurrency case: 64 tasks update
+//! the same record from the same version at once; exactly one wins, the others get
+//! [`StoreError::Conflict`], and the record holds the winner's digest.
+//!
+//! Every store in this crate runs [`run_all`], directly and through `Arc<dyn TokenStore>`.
+//! A third-party store runs it the same way from its own tests:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! keygate::testing::run_all(Arc::new(keygate::MemoryStore::new())).await;
+//! # }
+//! ```
+//!
+//! Cases share one store without interfering: each uses its own random owner and ids, and
+//! lists only its own records. A failing case panics with the case name and the broken
+//! contract sentence.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+
+use crate::digest::{Digest, StoredDigest};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
+use crate::store::{Cursor, PageRequest, TokenFilter, TokenStore};
+use crate::token::TokenId;
+
+/// Runs every conformance case against `store`. Panics on the first violation.
+pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
+    insert_then_get_round_trips(&*store).await;
+    insert_existing_id_fails(&*store).await;
+    get_unknown_is_none(&*store).await;
+    update_compare_and_swap(&*store).await;
+    update_stale_version_conflicts(&*store).await;
+    update_unknown_is_not_found(&*store).await;
+    update_keeps_later_last_used(&*store).await;
+    delete_reports_presence(&*store).await;
+    list_newest_first(&*store).await;
+    list_filters_match_reference(&*store).await;
+    list_pages_walk_everything_once(&*store).await;
+    list_pages_stable_under_inserts(&*store).await;
+    touch_moves_forward_only(&*store).await;
+    touch_unknown_is_ok(&*store).await;
+    concurrent_updates_one_winner(store).await;
+}
+
+fn must<T, E: Debug>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("conformance: {what}: unexpected error {e:?}"),
+    }
+}
+
+fn unique(tag: &str) -> String {
+    let mut b = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    format!("{tag}-{}", hex::encode(b))
+}
+
+fn digest(seed: u8) -> StoredDigest {
+    let mut b = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b[0] = seed;
+    StoredDigest {
+        digest: Digest::from_bytes(b),
+        key_version: 1,
+    }
+}
+
+fn base_time() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn scope(s: &str) -> Scope {
+    must(Scope::new(s), "scope literal")
+}
+
+/// A record owned by `owner` with every field set to a non-default value.
+pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
+    let id = must(TokenId::new(unique(&format!("t{n}"))), "generated id");
+    let mut metadata = BTreeMap::new();
+    metadata.insert("team".to_owned(), format!("team-{n}"));
+    metadata.insert("ünïcode".to_owned(), "välue \"quoted\" 'x' %_".to_owned());
+    TokenRecord {
+        id,
+        name: format!("Token {n} of {owner}"),
+        description: "a description, with punctuation; and 'quotes'".to_owned(),
+        owner: owner.to_owned(),
+        created_by: format!("creator-{}", n % 2),
+        created_at: at,
+        updated_at: at + Duration::seconds(1),
+        expiry: Expiry::At(at + Duration::days(30)),
+        status: TokenStatus::Active,
+        scopes: [scope("projects:read"), scope("tokens:*")]
+            .into_iter()
+            .collect::<ScopeSet>(),
+        projects: must(Projects::only(["alpha", "beta"]), "projects literal"),
+        metadata,
+        digest: digest(n as u8),
+        previous: Some(PreviousSecret {
+            digest: StoredDigest {
+                key_version: 7,
+                ..digest(0xEE)
+            },
+            valid_until: at + Duration::hours(2),
+        }),
+        last_used_at: Some(at + Duration::minutes(5)),
+        version: 1,
+    }
+}
+
+/// `insert`: "Stores a new record exactly as given." / `get`: "Returns the record with this
+/// id, equal to what was last written." Every field round-trips, including a minimal record.
+pub async fn insert_then_get_round_trips<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let full = sample_record(&owner, 1, base_time());
+    must(store.insert(&full).await, "insert");
+    let got = must(store.get(&full.id).await, "get");
+    assert_eq!(
+        got.as_deref(),
+        Some(&full),
+        "conformance: insert/get: the record read back must equal the record inserted"
+    );
+
+    let mut minimal = sample_record(&owner, 2, base_time());
+    minimal.description.clear();
+    minimal.expiry = Expiry::Never;
+    minimal.status = TokenStatus::Disabled;
+    minimal.scopes = ScopeSet::new();
+    minimal.projects = Projects::All;
+    minimal.metadata.clear();
+    minimal.previous = None;
+    minimal.last_used_at = None;
+    must(store.insert(&minimal).await, "insert minimal");
+    let got = must(store.get(&minimal.id).await, "get minimal");
+    assert_eq!(
+        got.as_deref(),
+        Some(&minimal),
+        "conformance: insert/get: a record with empty and absent fields must round-trip"
+    );
+
+    let mut empty_projects = sample_record(&owner, 3, base_time());
+    empty_projects.projects = Projects::Only(Default::default());
+    empty_projects.status = TokenStatus::Revoked;
+    must(store.insert(&empty_projects).await, "insert");
+    let got = must(store.get(&empty_projects.id).await, "get");
+    assert_eq!(
+        got.as_deref(),
+        Some(&empty_projects),
+        "conformance: insert/get: an empty project list must stay distinct from all projects"
+    );
+}
+
+/// `insert`: "Returns `Err(StoreError::AlreadyExists)` if a record with the same id exists;
+/// the existing record is left unchanged."
+pub async fn insert_existing_id_fails<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let first = sample_record(&owner, 1, base_time());
+    must(store.insert(&first).await, "insert");
+    let mut second = sample_record(&owner, 2, base_time());
+    second.id = first.id.clone();
+    let r = store.insert(&second).await;
+    assert!(
+        matches!(r, Err(StoreError::AlreadyExists)),
+        "conformance: insert of an existing id must fail with AlreadyExists, got {r:?}"
+    );
+    let got = must(store.get(&first.id).await, "get");
+    assert_eq!(
+        got.as_deref(),
+        Some(&first),
+        "conformance: a refused insert must leave the existing record unchanged"
+    );
+}
+
+/// `get`: "Returns `Ok(None)` if there is no record with this id."
+pub async fn get_unknown_is_none<S: TokenStore + ?Sized>(store: &S) {
+    let id = must(TokenId::new(unique("missing")), "id");
+    let got = must(store.get(&id).await, "get");
+    assert!(
+        got.is_none(),
+        "conformance: get of an unknown id must be Ok(None)"
+    );
+}
+
+/// `update`: "replaces the stored record by `record` if the stored version equals
+/// `record.version`, stores it with version `record.version + 1` and returns that new
+/// version."
+pub async fn update_compare_and_swap<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let r = sample_record(&owner, 1, base_time());
+    must(store.insert(&r).await, "insert");
+    let mut changed = r.clone();
+    changed.name = "renamed".into();
+    changed.status = TokenStatus::Disabled;
+    changed.scopes = [scope("*")].into_iter().collect();
+    changed.digest = digest(9);
+    changed.previous = None;
+    changed.expiry = Expiry::Never;
+    let v = must(store.update(&changed).await, "update");
+    assert_eq!(
+        v,
+        r.version + 1,
+        "conformance: update must return version + 1"
+    );
+    let got = must(store.get(&r.id).await, "get");
+    changed.version = r.version + 1;
+    assert_eq!(
+        got.as_deref(),
+        Some(&changed),
+        "conformance: after update, get must return the new record with the new version"
+    );
+    // A second update from the new version succeeds again.
+    changed.name = "renamed twice".into();
+    let v2 = must(store.update(&changed).await, "second update");
+    assert_eq!(v2, v + 1, "conformance: versions must keep incrementing");
+}
+
+/// `update`: "Returns `Err(StoreError::Conflict)` if the stored version differs, leaving the
+/// stored record unchanged."
+pub async fn update_stale_version_conflicts<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let r = sample_record(&owner, 1, base_time());
+    must(store.insert(&r).await, "insert");
+    let mut first = r.clone();
+    first.name = "first".into();
+    must(store.update(&first).await, "first update");
+    let mut stale = r.clone();
+    stale.name = "stale".into();
+    let res = store.update(&stale).await;
+    assert!(
+        matches!(res, Err(StoreError::Conflict)),
+        "conformance: update from a stale version must fail with Conflict, got {res:?}"
+    );
+    let mut future = r.clone();
+    future.version = 99;
+    let res = store.update(&future).await;
+    assert!(
+        matches!(res, Err(StoreError::Conflict)),
+        "conformance: update from a wrong (future) version must fail with Conflict, got {res:?}"
+    );
+    let got = must(store.get(&r.id).await, "get");
+    assert_eq!(
+        got.map(|g| (g.name.clone(), g.version)),
+        Some(("first".to_owned(), 2)),
+        "conformance: a conflicting update must leave the stored record unchanged"
+    );
+}
+
+/// `update`: "Returns `Err(StoreError::NotFound)` if there is no record with this id."
+pub async fn update_unknown_is_not_found<S: TokenStore + ?Sized>(store: &S) {
+    let r = sample_record(&unique("owner"), 1, base_time());
+    let res = store.update(&r).await;
+    assert!(
+        matches!(res, Err(StoreError::NotFound)),
+        "conformance: update of an unknown id must fail with NotFound, got {res:?}"
+    );
+    let got = must(store.get(&r.id).await, "get");
+    assert!(
+        got.is_none(),
+        "conformance: a failed update must not create a record"
+    );
+}
+
+/// `update`: "The stored `last_used_at` never moves backwards: if it is later than
+/// `record.last_used_at`, it is kept."
+pub async fn update_keeps_later_last_used<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let t0 = base_time();
+    let r = sample_record(&owner, 1, t0);
+    must(store.insert(&r).await, "insert");
+    let later = t0 + Duration::hours(3);
+    must(store.touch(&r.id, later).await, "touch");
+    let mut stale_use = r.clone();
+    stale_use.name = "changed".into();
+    stale_use.last_used_at = None;
+    must(store.update(&stale_use).await, "update");
+    let got = must(store.get(&r.id).await, "get");
+    assert_eq!(
+        got.and_then(|g| g.last_used_at),
+        Some(later),
+        "conformance: update must not move last_used_at backwards"
+    );
+    // A later value in the update is taken.
+    let current = must(store.get(&r.id).await, "get");
+    if let Some(current) = current {
+        let mut newer = TokenRecord::clone(&current);
+        let newest = later + Duration::hours(1);
+        newer.last_used_at = Some(newest);
+        must(store.update(&newer).await, "update");
+        let got = must(store.get(&r.id).await, "get");
+        assert_eq!(
+            got.and_then(|g| g.last_used_at),
+            Some(newest),
+            "conformance: update must store a later last_used_at"
+        );
+    }
+}
+
+/// `delete`: "Returns `Ok(true)` if a record was removed and `Ok(false)` if there was none."
+pub async fn delete_reports_presence<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let r = sample_record(&owner, 1, base_time());
+    must(store.insert(&r).await, "insert");
+    assert!(
+        must(store.delete(&r.id).await, "delete"),
+        "conformance: delete of an existing record must return true"
+    );
+    assert!(
+        must(store.get(&r.id).await, "get").is_none(),
+        "conformance: a deleted record must be gone"
+    );
+    assert!(
+        !must(store.delete(&r.id).await, "delete again"),
+        "conformance: delete of a missing record must return false"
+    );
+    let page = must(
+        store
+            .list(&TokenFilter::new().owner(owner), &PageRequest::default())
+            .await,
+        "list",
+    );
+    assert!(
+        page.items.is_empty(),
+        "conformance: a deleted record must not be listed"
+    );
+    // The id can be used again.
+    must(store.insert(&r).await, "re-insert after delete");
+}
+
+async fn insert_all<S: TokenStore + ?Sized>(store: &S, records: &[TokenRecord]) {
+    for r in records {
+        must(store.insert(r).await, "insert");
+    }
+}
+
+fn ids(records: &[TokenRecord]) -> Vec<TokenId> {
+    records.iter().map(|r| r.id.clone()).collect()
+}
+
+fn newest_first(mut records: Vec<TokenRecord>) -> Vec<TokenRecord> {
+    records.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    records
+}
+
+/// `list`: "Returns the records matching `filter` ..., newest first: by `created_at`
+/// descending, then by id descending."
+pub async fn list_newest_first<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let t0 = base_time();
+    // Three share one instant, to test the id tie-break.
+    let offsets = [5, 0, 3, 3, 3, 1, 9];
+    let records: Vec<_> = offsets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| sample_record(&owner, i, t0 + Duration::seconds(*s)))
+        .collect();
+    insert_all(store, &records).await;
+    let page = must(
+        store
+            .list(
+                &TokenFilter::new().owner(owner.clone()),
+                &PageRequest::first(100),
+            )
+            .await,
+        "list",
+    );
+    assert_eq!(
+        ids(&page.items),
+        ids(&newest_first(records)),
+        "conformance: list must order by created_at desc, then id desc"
+    );
+    assert!(
+        page.next.is_none(),
+        "conformance: next must be None when nothing follows"
+    );
+}
+
+/// `list`: "Returns the records matching `filter` (as `TokenFilter::matches` defines)".
+/// Checks every filter field, alone and combined, against the reference semantics.
+pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let other_owner = unique("other");
+    let t0 = base_time();
+    let mut records = Vec::new();
+    for i in 0..12 {
+        let mut r = sample_record(
+            if i % 4 == 3 { &other_owner } else { &owner },
+            i,
+            t0 + Duration::seconds(i as i64),
+        );
+        r.name = match i % 3 {
+            0 => format!("Deploy Bot {i}"),
+            1 => format!("ci-runner {i}"),
+            _ => format!("grafana_{i}%"),
+        };
+        r.status = match i % 3 {
+            0 => TokenStatus::Active,
+            1 => TokenStatus::Disabled,
+            _ => TokenStatus::Revoked,
+        };
+        r.expiry = match i % 4 {
+            0 => Expiry::Never,
+            k => Expiry::At(t0 + Duration::days(k as i64 * 10)),
+        };
+        r.projects = match i % 3 {
+            0 => Projects::All,
+            1 => must(Projects::only(["alpha"]), "projects"),
+            _ => must(Projects::only(["beta", "gamma"]), "projects"),
+        };
+        r.scopes = match i % 4 {
+            0 => [scope("*")].into_iter().collect(),
+            1 => [scope("projects:read")].into_iter().collect(),
+            2 => [scope("projects:*"), scope("tokens:read")]
+                .into_iter()
+                .collect(),
+            _ => ScopeSet::new(),
+        };
+        records.push(r);
+    }
+    insert_all(store, &records).await;
+    let mine = |f: TokenFilter| {
+        let mut f = f;
+        if f.owner.is_none() && f.created_by.is_none() {
+            f.owner = Some(owner.clone());
+        }
+        f
+    };
+    let filters: Vec<(&str, TokenFilter)> = vec![
+        ("empty (own owner)", mine(TokenFilter::new())),
+        ("other owner", TokenFilter::new().owner(other_owner.clone())),
+        (
+            "name_contains case-insensitive",
+            mine(TokenFilter::new().name_contains("deploy bot")),
+        ),
+        (
+            "name_contains with LIKE metacharacters",
+            mine(TokenFilter::new().name_contains("_1")),
+        ),
+        (
+            "name_contains percent",
+            mine(TokenFilter::new().name_contains("%")),
+        ),
+        (
+            "created_by",
+            TokenFilter::new()
+                .owner(owner.clone())
+                .created_by("creator-1"),
+        ),
+        (
+            "status active",
+            mine(TokenFilter::new().status(TokenStatus::Active)),
+        ),
+        (
+            "status revoked",
+            mine(TokenFilter::new().status(TokenStatus::Revoked)),
+        ),
+        (
+            "expires_before",
+            mine(TokenFilter::new().expires_before(t0 + Duration::days(20))),
+        ),
+        (
+            "expires_before exact boundary",
+            mine(TokenFilter::new().expires_before(t0 + Duration::days(10))),
+        ),
+        (
+            "expires_after (never counts)",
+            mine(TokenFilter::new().expires_after(t0 + Duration::days(15))),
+        ),
+        (
+            "expires_after exact boundary",
+            mine(TokenFilter::new().expires_after(t0 + Duration::days(20))),
+        ),
+        (
+            "project alpha",
+            mine(TokenFilter::new().project(must(ProjectId::new("alpha"), "p"))),
+        ),
+        (
+            "project gamma",
+            mine(TokenFilter::new().project(must(ProjectId::new("gamma"), "p"))),
+        ),
+        (
+            "scope exact",
+            mine(TokenFilter::new().scope(scope("projects:read"))),
+        ),
+        (
+            "scope wildcard string",
+            mine(TokenFilter::new().scope(scope("projects:*"))),
+        ),
+        ("scope admin", mine(TokenFilter::new().scope(scope("*")))),
+        (
+            "combined",
+            mine(
+                TokenFilter::new()
+                    .status(TokenStatus::Active)
+                    .project(must(ProjectId::new("alpha"), "p"))
+                    .expires_after(t0),
+            ),
+        ),
+    ];
+    for (what, filter) in filters {
+        let expected: Vec<_> = newest_first(
+            records
+                .iter()
+                .filter(|r| filter.matches(r))
+                .cloned()
+                .collect(),
+        );
+        let page = must(store.list(&filter, &PageRequest::first(100)).await, "list");
+        assert_eq!(
+            ids(&page.items),
+            ids(&expected),
+            "conformance: list filter `{what}` must match TokenFilter::matches"
+        );
+    }
+}
+
+/// `list`: "Returns at most `page.limit` records ... `Page::next` is `Some` if and only if
+/// more matching records follow".
+pub async fn list_pages_walk_everything_once<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let t0 = base_time();
+    let records: Vec<_> = (0..11)
+        .map(|i| sample_record(&owner, i, t0 + Duration::milliseconds(i as i64 * 7 % 5)))
+        .collect();
+    insert_all(store, &records).await;
+    let filter = TokenFilter::new().owner(owner.clone());
+    for limit in [1, 3, 5, 11, 12] {
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(limit);
+        let mut pages = 0;
+        loop {
+            let got = must(store.list(&filter, &page).await, "list");
+            pages += 1;
+            assert!(
+                got.items.len() <= limit,
+                "conformance: list must return at most `limit` records"
+            );
+            seen.extend(got.items.iter().map(|r| r.id.clone()));
+            match got.next {
+                Some(c) => {
+                    assert_eq!(
+                        got.items.len(),
+                        limit,
+                        "conformance: a page followed by more records must be full"
+                    );
+                    page = page.next(c);
+                }
+                None => break,
+            }
+            assert!(pages <= 20, "conformance: paging must terminate");
+        }
+        assert_eq!(
+            seen,
+            ids(&newest_first(records.clone())),
+            "conformance: paging with limit {limit} must return every record exactly once, in order"
+        );
+    }
+    // The cursor's string form round-trips.
+    let got = must(store.list(&filter, &PageRequest::first(2)).await, "list");
+    if let Some(c) = got.next {
+        let parsed: Cursor = must(c.to_string().parse(), "cursor parse");
+        assert_eq!(
+            parsed, c,
+            "conformance: cursors must round-trip through strings"
+        );
+    } else {
+        panic!("conformance: next must be Some when more records follow");
+    }
+}
+
+/// `list`: "passing it back continues the listing without skipping or repeating a record,
+/// even when records were inserted in between."
+pub async fn list_pages_stable_under_inserts<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let t0 = base_time() - Duration::hours(1);
+    let records: Vec<_> = (0..9)
+        .map(|i| sample_record(&owner, i, t0 + Duration::seconds(i as i64)))
+        .collect();
+    insert_all(store, &records).await;
+    let filter = TokenFilter::new().owner(owner.clone());
+    let mut page = PageRequest::first(4);
+    let mut seen = Vec::new();
+    let mut extra = 100;
+    loop {
+        let got = must(store.list(&filter, &page).await, "list");
+        seen.extend(got.items.iter().map(|r| r.id.clone()));
+        // Newer tokens arrive between pages.
+        let newcomer = sample_record(&owner, extra, base_time() + Duration::seconds(extra as i64));
+        extra += 1;
+        must(store.insert(&newcomer).await, "insert");
+        match got.next {
+            Some(c) => page = page.next(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ids(&newest_first(records)),
+        "conformance: inserts between pages must not cause skips or repeats"
+    );
+}
+
+/// `touch`: "sets `last_used_at` to `at` if the stored value is absent or earlier." /
+/// "Never moves `last_used_at` backwards, and changes neither `version` nor `updated_at`."
+pub async fn touch_moves_forward_only<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let t0 = base_time();
+    let mut r = sample_record(&owner, 1, t0);
+    r.last_used_at = None;
+    must(store.insert(&r).await, "insert");
+    let t1 = t0 + Duration::minutes(10);
+    must(store.touch(&r.id, t1).await, "touch");
+    let got = must(store.get(&r.id).await, "get");
+    assert_eq!(
+        got.as_ref().and_then(|g| g.last_used_at),
+        Some(t1),
+        "conformance: touch must set an absent last_used_at"
+    );
+    must(store.touch(&r.id, t0).await, "touch earlier");
+    let got = must(store.get(&r.id).await, "get");
+    assert_eq!(
+        got.as_ref().and_then(|g| g.last_used_at),
+        Some(t1),
+        "conformance: touch must never move last_used_at backwards"
+    );
+    let t2 = t1 + Duration::minutes(10);
+    must(store.touch(&r.id, t2).await, "touch later");
+    let got = must(store.get(&r.id).await, "get");
+    let got = got.unwrap_or_else(|| panic!("conformance: touched record vanished"));
+    assert_eq!(
+        got.last_used_at,
+        Some(t2),
+        "conformance: touch must move last_used_at forward"
+    );
+    assert_eq!(
+        (got.version, got.updated_at),
+        (r.version, r.updated_at),
+        "conformance: touch must change neither version nor updated_at"
+    );
+}
+
+/// `touch`: "Returns `Ok(())` if there is no record with this id."
+pub async fn touch_unknown_is_ok<S: TokenStore + ?Sized>(store: &S) {
+    let id = must(TokenId::new(unique("missing")), "id");
+    must(
+        store.touch(&id, base_time()).await,
+        "touch of an unknown id must be Ok(())",
+    );
+    assert!(
+        must(store.get(&id).await, "get").is_none(),
+        "conformance: touch must not create a record"
+    );
+}
+
+/// Concurrency: 64 tasks update ("rotate") the same record from the same version at once.
+/// Exactly one wins, the other 63 get `Conflict`, and the record holds the winner's digest
+/// (one current secret).
+pub async fn concurrent_updates_one_winner<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
+    const TASKS: usize = 64;
+    let owner = unique("owner");
+    let r = sample_record(&owner, 1, base_time());
+    must(store.insert(&r).await, "insert");
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut handles = Vec::with_capacity(TASKS);
+    for i in 0..TASKS {
+        let store = Arc::clone(&store);
+        let barrier = Arc::clone(&barrier);
+        let mut mine = r.clone();
+        mine.previous = Some(PreviousSecret {
+            digest: r.digest,
+            valid_until: r.created_at,
+        });
+        mine.digest = digest(i as u8);
+        mine.name = format!("rotation {i}");
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let res = store.update(&mine).await;
+            (mine, res)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    for h in handles {
+        let (mine, res) = must(h.await, "join");
+        match res {
+            Ok(_) => winners.push(mine),
+            Err(StoreError::Conflict) => conflicts += 1,
+            Err(e) => panic!("conformance: concurrent update failed with {e:?}, not Conflict"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "conformance: exactly one concurrent update must win"
+    );
+    assert_eq!(
+        conflicts,
+        TASKS - 1,
+        "conformance: every other update must get Conflict"
+    );
+    let got = must(store.get(&r.id).await, "get");
+    let got = got.unwrap_or_else(|| panic!("conformance: record vanished"));
+    assert_eq!(
+        (got.digest, got.name.as_str(), got.version),
+        (winners[0].digest, winners[0].name.as_str(), r.version + 1),
+        "conformance: the record must hold the winner's digest and one version increment"
+    );
+}

@@ -1,0 +1,1 @@
+//! The `RequireToken` tower layer (feature `tower`).
