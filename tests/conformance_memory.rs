@@ -1,5 +1,10 @@
 //! The memory store passes the conformance suite, directly and through `Arc<dyn TokenStore>`.
 #![cfg(feature = "test-util")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
 
 use std::sync::Arc;
 
