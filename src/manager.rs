@@ -614,25 +614,39 @@ impl TokenManager {
     /// "invalid". Failures are reported to the audit sink as `authn_login_fail` (and
     /// `authn_token_reuse` for a rotated-out secret).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        let result = self.verify_inner(token).await;
+        let parsed = match self.inner.format.parse(token) {
+            Ok(p) => p,
+            Err(e) => {
+                self.audit_verify_failure(None, &e);
+                return Err(e);
+            }
+        };
+        let id = TokenId::from_parsed(&parsed);
+        let result = self.verify_parsed(&id, parsed.secret()).await;
         if let Err(e) = &result {
-            self.audit_verify_failure(token, e);
+            self.audit_verify_failure(Some(id), e);
         }
         result
     }
 
-    async fn verify_inner(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+    async fn verify_parsed(
+        &self,
+        id: &TokenId,
+        secret: &str,
+    ) -> Result<VerifiedToken, VerifyError> {
         let inner = &*self.inner;
-        let parsed = inner.format.parse(token)?;
-        let (id_str, secret) = (parsed.id(), parsed.secret());
-        let id = TokenId::new(id_str).map_err(|_| VerifyError::Malformed)?;
-        let cached = inner.cache.as_ref().and_then(|c| c.get(&id));
-        let from_cache = cached.is_some();
-        let epoch = inner.cache.as_ref().map_or(0, VerifyCache::epoch);
-        let fetched = std::time::Instant::now();
-        let record = match cached {
-            Some(r) => Some(r),
-            None => inner.store.get(&id).await.map_err(VerifyError::Store)?,
+        let id_str = id.as_str();
+        let (record, fresh_read) = match inner.cache.as_ref() {
+            None => (inner.store.get(id).await.map_err(VerifyError::Store)?, None),
+            Some(cache) => match cache.get(id) {
+                Some(r) => (Some(r), None),
+                None => {
+                    let epoch = cache.epoch();
+                    let fetched = std::time::Instant::now();
+                    let r = inner.store.get(id).await.map_err(VerifyError::Store)?;
+                    (r, Some((epoch, fetched)))
+                }
+            },
         };
         let Some(record) = record else {
             // Same work as a known id: one digest, two constant-time comparisons.
@@ -692,7 +706,7 @@ impl TokenManager {
         if inner.touch.due(&record, now) {
             inner.touch.schedule(&inner.store, &record.id, now);
         }
-        if let (Some(cache), false) = (&inner.cache, from_cache) {
+        if let (Some(cache), Some((epoch, fetched))) = (&inner.cache, fresh_read) {
             cache.insert(Arc::clone(&record), fetched, epoch);
         }
         Ok(VerifiedToken {
@@ -731,21 +745,16 @@ impl TokenManager {
         }
     }
 
-    fn audit_verify_failure(&self, token: &str, e: &VerifyError) {
+    fn audit_verify_failure(&self, id: Option<TokenId>, e: &VerifyError) {
         let now = self.now();
-        let id = self
-            .inner
-            .format
-            .parse(token)
-            .ok()
-            .and_then(|p| TokenId::new(p.id()).ok());
+        let reuse = matches!(e, VerifyError::RotatedOut).then(|| id.clone());
         let mut event = AuditEvent::new(AuditKind::VerifyFailed { reason: e.code() }, now);
-        event.token_id = id.clone();
-        self.audit(event.clone());
-        if matches!(e, VerifyError::RotatedOut) {
-            let mut reuse = AuditEvent::new(AuditKind::Reuse, now);
-            reuse.token_id = id;
-            self.audit(reuse);
+        event.token_id = id;
+        self.audit(event);
+        if let Some(id) = reuse {
+            let mut event = AuditEvent::new(AuditKind::Reuse, now);
+            event.token_id = id;
+            self.audit(event);
         }
     }
 
@@ -1014,10 +1023,10 @@ impl TokenManager {
             r.expiry = expiry;
         }
         let (secret, digest) = self.new_secret(id)?;
-        r.previous = Some(PreviousSecret {
+        r.previous = Some(Box::new(PreviousSecret {
             digest: current.digest,
             valid_until: now + req.grace,
-        });
+        }));
         r.digest = digest;
         r.updated_at = now;
         r.version = self.store_update(&r).await?;

@@ -98,7 +98,7 @@ pub struct TokenRecord {
     /// Digest of the current secret and its key version.
     pub digest: StoredDigest,
     /// The secret replaced by the last rotation, if any.
-    pub previous: Option<PreviousSecret>,
+    pub previous: Option<Box<PreviousSecret>>,
     /// Last successful verification (updated at most once per interval; may lag).
     pub last_used_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version: starts at 1, incremented by every `update`.

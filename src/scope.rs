@@ -135,13 +135,21 @@ impl AsRef<str> for Scope {
 }
 
 /// A set of scopes held by a token (sorted, without duplicates).
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct ScopeSet(Vec<Scope>);
+///
+/// Cheap to clone: the scopes sit behind one shared allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ScopeSet(Arc<[Scope]>);
+
+impl Default for ScopeSet {
+    fn default() -> Self {
+        ScopeSet(Arc::from(Vec::new()))
+    }
+}
 
 impl ScopeSet {
     /// An empty set (grants nothing).
     pub fn new() -> Self {
-        ScopeSet(Vec::new())
+        Self::default()
     }
 
     /// Parses and validates each scope string.
@@ -165,7 +173,9 @@ impl ScopeSet {
         match self.0.binary_search(&scope) {
             Ok(_) => false,
             Err(at) => {
-                self.0.insert(at, scope);
+                let mut v = self.0.to_vec();
+                v.insert(at, scope);
+                self.0 = v.into();
                 true
             }
         }
@@ -234,8 +244,7 @@ impl FromIterator<Scope> for ScopeSet {
         let mut v: Vec<Scope> = iter.into_iter().collect();
         v.sort();
         v.dedup();
-        v.shrink_to_fit();
-        ScopeSet(v)
+        ScopeSet(v.into())
     }
 }
 

@@ -70,6 +70,11 @@ impl TokenId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a parsed token (already validated by the parser).
+    pub(crate) fn from_parsed(parsed: &ParsedToken<'_>) -> Self {
+        TokenId(parsed.id.into())
+    }
 }
 
 pub(crate) fn validate_id_chars(id: &str) -> Result<(), &'static str> {
@@ -295,9 +300,10 @@ impl TokenFormat {
         let split = tail.len() - CHECKSUM_LEN;
         let (secret, checksum) = tail.split_at(split);
         let body = &token[..token.len() - CHECKSUM_LEN];
-        let mut expected = String::with_capacity(CHECKSUM_LEN);
-        push_checksum(&mut expected, crc32fast::hash(body.as_bytes()));
-        if expected != checksum {
+        // Six base62 characters name a unique number below 62^6, so comparing the decoded
+        // number with the CRC is the same as comparing the zero-padded strings.
+        let presented = base62::decode(checksum).map_err(|_| VerifyError::Malformed)?;
+        if presented != u128::from(crc32fast::hash(body.as_bytes())) {
             return Err(VerifyError::BadChecksum);
         }
         Ok(ParsedToken { id, secret })

@@ -1,6 +1,8 @@
 //! The in-memory store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
@@ -9,15 +11,15 @@ use chrono::{DateTime, Utc};
 use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
 use crate::error::StoreError;
 use crate::record::TokenRecord;
-use crate::scope::{Scope, ScopeSet};
+use crate::scope::ScopeSet;
 use crate::token::TokenId;
 
 /// A [`TokenStore`] in process memory: for tests, development and single-process services
 /// that can afford to lose their tokens on restart.
 ///
 /// Safe under concurrency (one lock, never held across an `.await`); compare-and-swap
-/// updates lose nothing. Scope strings are shared between records to keep memory per token
-/// small.
+/// updates lose nothing. Identical scope sets are shared between records to keep memory per
+/// token small (the pool of distinct scope sets is never shrunk).
 #[derive(Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
@@ -25,11 +27,35 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    records: HashMap<TokenId, Arc<TokenRecord>>,
+    /// Records, hashed by id (the id lives only in the record).
+    records: HashSet<Entry>,
     /// `(created_at, id)` in ascending order; listings walk it backwards.
     order: BTreeSet<(DateTime<Utc>, TokenId)>,
-    /// Interned scope strings.
-    scopes: HashSet<Scope>,
+    /// Interned scope sets.
+    scope_sets: HashSet<ScopeSet>,
+}
+
+/// A record in the id-hashed set: equality and hash are those of its id.
+struct Entry(Arc<TokenRecord>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Entry {}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
+    }
+}
+
+impl Borrow<TokenId> for Entry {
+    fn borrow(&self) -> &TokenId {
+        &self.0.id
+    }
 }
 
 impl MemoryStore {
@@ -70,17 +96,12 @@ impl std::fmt::Debug for MemoryStore {
 impl Inner {
     fn intern(&mut self, record: &TokenRecord) -> TokenRecord {
         let mut r = record.clone();
-        r.scopes = record
-            .scopes
-            .iter()
-            .map(|s| match self.scopes.get(s) {
-                Some(shared) => shared.clone(),
-                None => {
-                    self.scopes.insert(s.clone());
-                    s.clone()
-                }
-            })
-            .collect::<ScopeSet>();
+        match self.scope_sets.get(&record.scopes) {
+            Some(shared) => r.scopes = shared.clone(),
+            None => {
+                self.scope_sets.insert(record.scopes.clone());
+            }
+        }
         r.name.shrink_to_fit();
         r.description.shrink_to_fit();
         r.owner.shrink_to_fit();
@@ -93,17 +114,17 @@ impl Inner {
 impl TokenStore for MemoryStore {
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let mut inner = self.write();
-        if inner.records.contains_key(&record.id) {
+        if inner.records.contains(&record.id) {
             return Err(StoreError::AlreadyExists);
         }
         let r = inner.intern(record);
         inner.order.insert((r.created_at, r.id.clone()));
-        inner.records.insert(r.id.clone(), Arc::new(r));
+        inner.records.insert(Entry(Arc::new(r)));
         Ok(())
     }
 
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        Ok(self.read().records.get(id).cloned())
+        Ok(self.read().records.get(id).map(|e| Arc::clone(&e.0)))
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
@@ -111,8 +132,8 @@ impl TokenStore for MemoryStore {
         let stored = inner
             .records
             .get(&record.id)
-            .ok_or(StoreError::NotFound)?
-            .clone();
+            .map(|e| Arc::clone(&e.0))
+            .ok_or(StoreError::NotFound)?;
         if stored.version != record.version {
             return Err(StoreError::Conflict);
         }
@@ -124,14 +145,14 @@ impl TokenStore for MemoryStore {
             inner.order.insert((r.created_at, r.id.clone()));
         }
         let version = r.version;
-        inner.records.insert(r.id.clone(), Arc::new(r));
+        inner.records.replace(Entry(Arc::new(r)));
         Ok(version)
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         let mut inner = self.write();
-        match inner.records.remove(id) {
-            Some(r) => {
+        match inner.records.take(id) {
+            Some(Entry(r)) => {
                 inner.order.remove(&(r.created_at, r.id.clone()));
                 Ok(true)
             }
@@ -152,14 +173,14 @@ impl TokenStore for MemoryStore {
             let Some(r) = inner.records.get(id) else {
                 continue;
             };
-            if !filter.matches(r) {
+            if !filter.matches(&r.0) {
                 continue;
             }
             if items.len() == limit {
                 more = true;
                 break;
             }
-            items.push(TokenRecord::clone(r));
+            items.push(TokenRecord::clone(&r.0));
         }
         let next = if more {
             items.last().map(Cursor::after)
@@ -171,9 +192,14 @@ impl TokenStore for MemoryStore {
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut inner = self.write();
-        if let Some(r) = inner.records.get_mut(id) {
-            if r.last_used_at.is_none_or(|t| t < at) {
-                Arc::make_mut(r).last_used_at = Some(at);
+        let due = inner
+            .records
+            .get(id)
+            .is_some_and(|e| e.0.last_used_at.is_none_or(|t| t < at));
+        if due {
+            if let Some(Entry(mut r)) = inner.records.take(id) {
+                Arc::make_mut(&mut r).last_used_at = Some(at);
+                inner.records.insert(Entry(r));
             }
         }
         Ok(())

@@ -105,13 +105,13 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
         projects: must(Projects::only(["alpha", "beta"]), "projects literal"),
         metadata,
         digest: digest(n as u8),
-        previous: Some(PreviousSecret {
+        previous: Some(Box::new(PreviousSecret {
             digest: StoredDigest {
                 key_version: 7,
                 ..digest(0xEE)
             },
             valid_until: at + Duration::hours(2),
-        }),
+        })),
         last_used_at: Some(at + Duration::minutes(5)),
         version: 1,
     }
@@ -674,10 +674,10 @@ pub async fn concurrent_updates_one_winner<S: TokenStore + ?Sized + 'static>(sto
         let store = Arc::clone(&store);
         let barrier = Arc::clone(&barrier);
         let mut mine = r.clone();
-        mine.previous = Some(PreviousSecret {
+        mine.previous = Some(Box::new(PreviousSecret {
             digest: r.digest,
             valid_until: r.created_at,
-        });
+        }));
         mine.digest = digest(i as u8);
         mine.name = format!("rotation {i}");
         handles.push(tokio::spawn(async move {
