@@ -94,13 +94,9 @@ impl TokenManagerBuilder {
 
     /// Sets the token prefix (default `kg`); see [`TokenFormat::new`] for the rules.
     pub fn prefix(mut self, prefix: &str) -> Self {
-        match TokenFormat::new(prefix) {
-            Ok(f) => {
-                let chars = self.format.secret_chars();
-                self.format = f
-                    .with_secret_chars(chars)
-                    .unwrap_or_else(|_| TokenFormat::default());
-            }
+        match TokenFormat::new(prefix).and_then(|f| f.with_secret_chars(self.format.secret_chars()))
+        {
+            Ok(f) => self.format = f,
             Err(e) => self.error = Some(e),
         }
         self
@@ -933,9 +929,7 @@ impl TokenManager {
         let mut req = page.clone();
         loop {
             let got = self.inner.store.list(filter, &req).await?;
-            let mut last = None;
             for r in got.items {
-                last = Some(Cursor::after(&r));
                 if visible(actor, &r) {
                     items.push(r);
                     if items.len() == limit {
@@ -955,9 +949,9 @@ impl TokenManager {
                     next: if more { next } else { None },
                 });
             }
-            match (got.next, last) {
-                (Some(next), _) => req = req.next(next),
-                (None, _) => return Ok(Page { items, next: None }),
+            match got.next {
+                Some(next) => req = req.next(next),
+                None => return Ok(Page { items, next: None }),
             }
         }
     }
