@@ -552,20 +552,52 @@ const READ: &str = "tokens:read";
 const WRITE: &str = "tokens:write";
 const SELF: &str = "tokens:self";
 
-/// Requires `scope`, or, when given, `alternative`.
-fn need(
-    kg: &Keygate,
-    caller: &VerifiedToken,
-    scope: &'static str,
-    alternative: Option<&'static str>,
-) -> ApiResult<()> {
-    let scope = Scope::new(scope)?;
-    if let Some(alt) = alternative {
-        if caller.grants(&Scope::new(alt)?) {
-            return Ok(());
+/// The scope a route needs: `SCOPE`, or `ALTERNATIVE` when set.
+trait Need: Send + Sync + 'static {
+    const SCOPE: &'static str;
+    const ALTERNATIVE: Option<&'static str> = None;
+}
+
+struct Read;
+impl Need for Read {
+    const SCOPE: &'static str = READ;
+}
+
+struct Write;
+impl Need for Write {
+    const SCOPE: &'static str = WRITE;
+}
+
+struct SelfRead;
+impl Need for SelfRead {
+    const SCOPE: &'static str = SELF;
+    const ALTERNATIVE: Option<&'static str> = Some(READ);
+}
+
+struct SelfWrite;
+impl Need for SelfWrite {
+    const SCOPE: &'static str = SELF;
+    const ALTERNATIVE: Option<&'static str> = Some(WRITE);
+}
+
+/// The calling token, holding the scope `N` requires. Checked before the body is read, so
+/// a caller without the scope learns nothing about input validation.
+struct Caller<N>(VerifiedToken, std::marker::PhantomData<fn() -> N>);
+
+impl<N: Need> FromRequestParts<Keygate> for Caller<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, kg: &Keygate) -> Result<Self, ApiError> {
+        let caller = VerifiedToken::from_request_parts(parts, kg).await?;
+        let scope = Scope::new(N::SCOPE)?;
+        if let Some(alt) = N::ALTERNATIVE {
+            if caller.grants(&Scope::new(alt)?) {
+                return Ok(Caller(caller, std::marker::PhantomData));
+            }
         }
+        kg.authorize(&caller, &scope)?;
+        Ok(Caller(caller, std::marker::PhantomData))
     }
-    Ok(kg.authorize(caller, &scope)?)
 }
 
 /// Refuses a self-service operation on a token of another owner (as not found).
@@ -606,20 +638,18 @@ async fn list_tokens(
 
 async fn list(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Read>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> ApiResult {
-    need(&kg, &caller, READ, None)?;
     let (filter, page) = params.split()?;
     list_tokens(&kg, &caller, filter, page).await
 }
 
 async fn self_list(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<SelfRead>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> ApiResult {
-    need(&kg, &caller, SELF, Some(READ))?;
     if params.owner.as_deref().is_some_and(|o| o != caller.owner()) {
         return Err(ApiError::unprocessable(
             "owner: self-service lists only the caller's own tokens",
@@ -651,19 +681,17 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
 
 async fn create(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     issue(&kg, &caller, body).await
 }
 
 async fn self_create(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<SelfWrite>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> ApiResult {
-    need(&kg, &caller, SELF, Some(WRITE))?;
     if body.owner.as_deref().is_some_and(|o| o != caller.owner()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -676,21 +704,19 @@ async fn self_create(
 
 async fn get_one(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Read>,
     IdParam(id): IdParam,
 ) -> ApiResult {
-    need(&kg, &caller, READ, None)?;
     let record = kg.manager().acting_as(&caller).get(&id).await?;
     Ok(token_json(StatusCode::OK, &record))
 }
 
 async fn update(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     let mut change = TokenUpdate::new();
     if let Some(v) = body.name {
         change = change.name(v);
@@ -716,10 +742,9 @@ async fn update(
 
 async fn delete(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     kg.manager().acting_as(&caller).delete(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -737,11 +762,10 @@ fn rotate_request(body: RotateBody) -> ApiResult<RotateRequest> {
 
 async fn rotate(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     let req = rotate_request(body)?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
     Ok(issued_json(StatusCode::OK, &issued))
@@ -749,11 +773,10 @@ async fn rotate(
 
 async fn self_rotate(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<SelfWrite>,
     IdParam(id): IdParam,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    need(&kg, &caller, SELF, Some(WRITE))?;
     let req = rotate_request(body)?;
     own_token(&kg, &caller, &id).await?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
@@ -766,7 +789,6 @@ async fn set_status(
     id: TokenId,
     status: TokenStatus,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     let record = kg
         .manager()
         .acting_as(&caller)
@@ -777,7 +799,7 @@ async fn set_status(
 
 async fn enable(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
 ) -> ApiResult {
     set_status(kg, caller, id, TokenStatus::Active).await
@@ -785,7 +807,7 @@ async fn enable(
 
 async fn disable(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
 ) -> ApiResult {
     set_status(kg, caller, id, TokenStatus::Disabled).await
@@ -793,7 +815,7 @@ async fn disable(
 
 async fn revoke(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
 ) -> ApiResult {
     set_status(kg, caller, id, TokenStatus::Revoked).await
@@ -801,10 +823,9 @@ async fn revoke(
 
 async fn self_revoke(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<SelfWrite>,
     IdParam(id): IdParam,
 ) -> ApiResult {
-    need(&kg, &caller, SELF, Some(WRITE))?;
     own_token(&kg, &caller, &id).await?;
     let record = kg
         .manager()
@@ -816,10 +837,9 @@ async fn self_revoke(
 
 async fn bulk(
     State(kg): State<Keygate>,
-    caller: VerifiedToken,
+    Caller(caller, _): Caller<Write>,
     JsonBody(body): JsonBody<BulkBody>,
 ) -> ApiResult {
-    need(&kg, &caller, WRITE, None)?;
     let selection = match (body.ids, body.filter) {
         (Some(ids), None) if ids.len() <= MAX_BULK_IDS => Selection::Ids(ids),
         (Some(_), None) => {
