@@ -295,9 +295,7 @@ impl TokenFormat {
         let split = tail.len() - CHECKSUM_LEN;
         let (secret, checksum) = tail.split_at(split);
         let body = &token[..token.len() - CHECKSUM_LEN];
-        let mut expected = String::with_capacity(CHECKSUM_LEN);
-        push_checksum(&mut expected, crc32fast::hash(body.as_bytes()));
-        if expected != checksum {
+        if checksum_chars(crc32fast::hash(body.as_bytes())) != checksum.as_bytes() {
             return Err(VerifyError::BadChecksum);
         }
         Ok(ParsedToken { id, secret })
@@ -322,6 +320,18 @@ fn validate_prefix(prefix: &str) -> Result<(), &'static str> {
         return Err("only lower-case letters, digits and `_` are allowed");
     }
     Ok(())
+}
+
+/// The six-character, zero-padded base62 form of a CRC32, without allocating (the same
+/// characters as [`push_checksum`]; used on the verification path).
+fn checksum_chars(crc: u32) -> [u8; CHECKSUM_LEN] {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    let mut n = crc;
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    out
 }
 
 /// Appends the six-character, zero-padded base62 form of a CRC32.
@@ -393,6 +403,28 @@ mod tests {
             f.parse(&"kg_a_".repeat(100)),
             Err(VerifyError::Malformed)
         ));
+    }
+
+    #[test]
+    fn checksum_chars_match_base62() {
+        for crc in [
+            0,
+            1,
+            61,
+            62,
+            3843,
+            3844,
+            0xdead_beef,
+            u32::MAX - 1,
+            u32::MAX,
+        ]
+        .into_iter()
+        .chain((0..10_000u32).map(|i| i.wrapping_mul(2_654_435_761)))
+        {
+            let mut s = String::new();
+            push_checksum(&mut s, crc);
+            assert_eq!(s.as_bytes(), checksum_chars(crc), "{crc}");
+        }
     }
 
     #[test]
