@@ -49,16 +49,26 @@ check() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [ "$(check -H "Authorization: Bearer $TOKEN" "http://$ADDR/protected")" = 200 ] || {
   echo "valid token refused" >&2; exit 1; }
 
+# CPU time (user + system, in clock ticks) the server has used so far.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER/stat"; }
+TICK_US="$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1000000 / hz }')"
+
+# One wrk run: prints "<requests/sec> <server CPU microseconds per request>".
 rps() {
   # wrk prints "Requests/sec:  12345.67"; non-2xx responses would be listed separately.
-  local log
+  local log before after
+  before="$(server_ticks)"
   log="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$@")"
+  after="$(server_ticks)"
   echo "$log" >&2
   if echo "$log" | grep -q 'Non-2xx'; then
     echo "non-2xx responses during the run" >&2
     exit 1
   fi
-  echo "$log" | awk '/^Requests\/sec:/ { print $2 }'
+  echo "$log" | awk -v t=$((after - before)) -v us="$TICK_US" '
+    /requests in/ { n = $1 }
+    /^Requests\/sec:/ { r = $2 }
+    END { printf "%s %.2f\n", r, t * us / n }'
 }
 
 echo "== warm-up" >&2
@@ -69,21 +79,30 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 BARE_RUNS=()
 KEYGATE_RUNS=()
+BARE_CPU=()
+KEYGATE_CPU=()
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round: bare" >&2
-  BARE_RUNS+=("$(rps "http://$ADDR/bare")")
+  read -r r c < <(rps "http://$ADDR/bare")
+  BARE_RUNS+=("$r"); BARE_CPU+=("$c")
   echo "== round $round: keygate" >&2
-  KEYGATE_RUNS+=("$(rps -H "Authorization: Bearer $TOKEN" "http://$ADDR/protected")")
+  read -r r c < <(rps -H "Authorization: Bearer $TOKEN" "http://$ADDR/protected")
+  KEYGATE_RUNS+=("$r"); KEYGATE_CPU+=("$c")
 done
 BARE="$(printf '%s\n' "${BARE_RUNS[@]}" | median)"
 KEYGATE="$(printf '%s\n' "${KEYGATE_RUNS[@]}" | median)"
+BARE_US="$(printf '%s\n' "${BARE_CPU[@]}" | median)"
+KEYGATE_US="$(printf '%s\n' "${KEYGATE_CPU[@]}" | median)"
 echo
-echo "bare runs:     ${BARE_RUNS[*]}"
-echo "keygate runs:  ${KEYGATE_RUNS[*]}"
+echo "bare runs (req/s):           ${BARE_RUNS[*]}"
+echo "keygate runs (req/s):        ${KEYGATE_RUNS[*]}"
+echo "bare server CPU (us/req):    ${BARE_CPU[*]}"
+echo "keygate server CPU (us/req): ${KEYGATE_CPU[*]}"
 
 RATIO="$(awk -v k="$KEYGATE" -v b="$BARE" 'BEGIN { printf "%.3f", k / b }')"
 echo
 echo "bare handler (median):    $BARE req/s"
 echo "behind keygate (median):  $KEYGATE req/s"
 echo "ratio keygate / bare:  $RATIO (target >= $TARGET_RATIO)"
+echo "server CPU per request (median): bare $BARE_US us, keygate $KEYGATE_US us"
 awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { exit !(r >= t) }' || echo "BELOW TARGET"

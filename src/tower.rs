@@ -80,10 +80,19 @@ impl<S> Layer<S> for RequireTokenLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequireToken {
             inner,
-            manager: self.manager.clone(),
-            config: Arc::clone(&self.config),
+            shared: Arc::new(Shared {
+                manager: self.manager.clone(),
+                config: Arc::clone(&self.config),
+            }),
         }
     }
+}
+
+/// What a request's future needs, behind one reference count.
+#[derive(Debug)]
+struct Shared {
+    manager: TokenManager,
+    config: Arc<AuthConfig>,
 }
 
 /// Verifies the request's token before calling the inner service; see the
@@ -91,8 +100,7 @@ impl<S> Layer<S> for RequireTokenLayer {
 #[derive(Clone, Debug)]
 pub struct RequireToken<S> {
     inner: S,
-    manager: TokenManager,
-    config: Arc<AuthConfig>,
+    shared: Arc<Shared>,
 }
 
 impl<S> RequireToken<S> {
@@ -145,19 +153,20 @@ where
         // The clone that was driven to readiness is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let credential = match self.config.extract(req.headers()) {
+        let config = &self.shared.config;
+        let credential = match config.extract(req.headers()) {
             Ok(Some(c)) => c,
-            Ok(None) if self.config.is_optional() => return Box::pin(inner.call(req)),
+            Ok(None) if config.is_optional() => return Box::pin(inner.call(req)),
             Ok(None) => {
-                let r = self.config.reject(RejectionReason::MissingCredentials);
+                let r = config.reject(RejectionReason::MissingCredentials);
                 return Box::pin(std::future::ready(Ok(r.into_http_response())));
             }
             Err(r) => return Box::pin(std::future::ready(Ok(r.into_http_response()))),
         };
-        let manager = self.manager.clone();
-        let config = Arc::clone(&self.config);
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let verified = match config.verify(&manager, &credential).await {
+            let Shared { manager, config } = &*shared;
+            let verified = match config.verify(manager, &credential).await {
                 Ok(v) => v,
                 Err(r) => return Ok(r.into_http_response()),
             };
