@@ -75,6 +75,11 @@ fn layer(c: &mut Criterion) {
         let mut svc = RequireTokenLayer::new(manager.clone()).layer(Hello);
         b.to_async(&rt).iter(|| svc.call(request(&auth)));
     });
+    group.bench_function("hello behind RequireToken, no expiry header", |b| {
+        let config = keygate::http::AuthConfig::new().expiry_header(None);
+        let mut svc = RequireTokenLayer::with_config(manager.clone(), config).layer(Hello);
+        b.to_async(&rt).iter(|| svc.call(request(&auth)));
+    });
     group.bench_function("verify alone", |b| {
         b.to_async(&rt).iter(|| manager.verify(&token));
     });
