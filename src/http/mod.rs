@@ -90,7 +90,9 @@ impl AuthConfig {
     }
 
     /// Optional authentication: a request without credentials passes through
-    /// unauthenticated; a request with bad credentials is still refused.
+    /// unauthenticated; a request with bad credentials is still refused. An `Authorization`
+    /// header with another scheme (`Basic ...`) counts as no credentials, so such a request
+    /// also passes through without a [`VerifiedToken`] in its extensions.
     pub fn optional(mut self, optional: bool) -> Self {
         self.optional = optional;
         self
@@ -233,7 +235,7 @@ impl AuthConfig {
     pub fn expiry_header_for(&self, token: &VerifiedToken) -> Option<(HeaderName, HeaderValue)> {
         let name = self.expiry_header.as_ref()?;
         let at = token.expiry().at()?;
-        Some((name.clone(), format_instant(at)?))
+        Some((name.clone(), expiry_value(at)?))
     }
 }
 
@@ -283,6 +285,27 @@ fn is_b64token(s: &str) -> bool {
         && body.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
+}
+
+/// The header value for an expiry instant, memoised per thread: consecutive requests with the
+/// same token (the common case) reuse the value instead of formatting and allocating again.
+fn expiry_value(at: chrono::DateTime<chrono::Utc>) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let key = at.timestamp();
+    LAST.with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        if let Some((k, v)) = &*last {
+            if *k == key {
+                return Some(v.clone());
+            }
+        }
+        let value = format_instant(at)?;
+        *last = Some((key, value.clone()));
+        Some(value)
+    })
 }
 
 /// `2026-12-23T15:00:00Z`, written without a format string.
@@ -694,5 +717,14 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Utc);
         assert_eq!(format_instant(at).unwrap(), "2026-02-03T04:05:06Z");
+        // Memoised: the same instant twice, then another one.
+        assert_eq!(expiry_value(at).unwrap(), "2026-02-03T04:05:06Z");
+        assert_eq!(expiry_value(at).unwrap(), "2026-02-03T04:05:06Z");
+        let later = at + chrono::Duration::seconds(61);
+        assert_eq!(expiry_value(later).unwrap(), "2026-02-03T04:06:07Z");
+        let far = chrono::DateTime::parse_from_rfc3339("+10000-01-01T00:00:00Z");
+        if let Ok(far) = far {
+            assert!(expiry_value(far.with_timezone(&chrono::Utc)).is_none());
+        }
     }
 }
