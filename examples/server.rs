@@ -169,7 +169,7 @@ fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
 
 fn server_key() -> Result<ServerKey, Box<dyn Error>> {
     match std::env::var("KEYGATE_PEPPER") {
-        Ok(text) => Ok(ServerKey::decode(&text)?),
+        Ok(text) => ServerKey::decode(&text).map_err(|e| format!("KEYGATE_PEPPER: {e}").into()),
         Err(std::env::VarError::NotPresent) => {
             eprintln!("################################################################");
             eprintln!("# KEYGATE_PEPPER is not set: using a random server key.        #");
