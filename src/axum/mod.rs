@@ -1,1 +1,277 @@
 //! axum extractors, rejection and the admin router (feature `axum`).
+//!
+//! - [`Keygate`] bundles a [`TokenManager`] and an [`AuthConfig`]; it is the state the
+//!   extractors and the admin router read (`Keygate: FromRef<YourState>`), and it makes the
+//!   [`RequireTokenLayer`] ([`Keygate::layer`]).
+//! - [`VerifiedToken`] is an extractor: it takes the token verified by the layer from the
+//!   request extensions, or, when no layer is installed, verifies the request's credential
+//!   itself. `Option<VerifiedToken>` is `None` without credentials and still refuses bad
+//!   ones.
+//! - [`Scoped<R>`] requires the scopes of a [`ScopeRequirement`] as a typed extractor;
+//!   [`require_scopes`] does the same as a route layer (inside the `RequireToken` layer).
+//!   [`Keygate::authorize_project`] checks a project for handlers that act on one.
+//! - [`AuthRejection`] is the one rejection type; it renders RFC 6750 responses (see
+//!   [`crate::http`]).
+//! - [`Keygate::admin_router`] is the JSON admin API (see [`admin`]).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use keygate::axum::{Keygate, require_scopes};
+//! use keygate::{MemoryStore, ServerKey, TokenManager, VerifiedToken};
+//!
+//! async fn whoami(token: VerifiedToken) -> String {
+//!     token.owner().to_owned()
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = TokenManager::builder(MemoryStore::new())
+//!     .server_key(ServerKey::generate())
+//!     .build()?;
+//! let keygate = Keygate::new(manager);
+//! let app = Router::new()
+//!     .route("/api/projects", get(|| async { "[]" }))
+//!     .route_layer(require_scopes(["projects:read"]))
+//!     .route("/api/whoami", get(whoami))
+//!     .nest("/api/tokens", keygate.admin_router())
+//!     .layer(keygate.layer())
+//!     .with_state(keygate);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use ::axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use ::axum::http::HeaderMap;
+use ::axum::http::request::Parts;
+use ::axum::response::{IntoResponse, Response};
+
+use crate::http::{AuthConfig, AuthRejection, RejectionReason};
+use crate::manager::{TokenManager, VerifiedToken};
+use crate::scope::{ProjectId, Scope, ScopeSet};
+use crate::tower::{RequireScopesLayer, RequireTokenLayer, ScopePolicy};
+
+pub mod admin;
+
+pub use crate::tower::require_scopes;
+
+/// The OpenAPI 3 document of the admin API, as served at `GET {mount}/openapi.json`.
+/// Paths are relative to where the router is mounted.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// A token manager and the HTTP configuration: the state keygate's extractors and admin
+/// router read. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Keygate {
+    manager: TokenManager,
+    config: Arc<AuthConfig>,
+}
+
+impl Keygate {
+    /// With the default [`AuthConfig`] (`Authorization: Bearer`, realm `api`).
+    pub fn new(manager: TokenManager) -> Self {
+        Self::with_config(manager, AuthConfig::default())
+    }
+
+    /// With `config`.
+    pub fn with_config(manager: TokenManager, config: AuthConfig) -> Self {
+        Keygate {
+            manager,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &TokenManager {
+        &self.manager
+    }
+
+    /// The HTTP configuration.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// The [`RequireTokenLayer`] with this manager and configuration.
+    pub fn layer(&self) -> RequireTokenLayer {
+        RequireTokenLayer::with_shared_config(self.manager.clone(), Arc::clone(&self.config))
+    }
+
+    /// Like [`require_scopes`], answering with this configuration's realm.
+    pub fn require_scopes<I, T>(&self, scopes: I) -> RequireScopesLayer<ScopePolicy>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        RequireScopesLayer::new(ScopePolicy::parse(scopes).with_config(Arc::clone(&self.config)))
+    }
+
+    /// Reads and verifies the credential of a request: `Ok(None)` without one.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<VerifiedToken>, AuthRejection> {
+        self.config.authenticate(&self.manager, headers).await
+    }
+
+    /// `Ok` if `token` grants `scope`; a 403 `insufficient_scope` otherwise (audited as
+    /// `authz_fail`).
+    pub fn authorize(&self, token: &VerifiedToken, scope: &Scope) -> Result<(), AuthRejection> {
+        self.manager.authorize(token, scope).map_err(|_| {
+            self.config
+                .reject(RejectionReason::InsufficientScope(ScopeSet::from_iter([
+                    scope.clone(),
+                ])))
+        })
+    }
+
+    /// `Ok` if `token` may act on `project`; a 403 otherwise (audited as `authz_fail`).
+    pub fn authorize_project(
+        &self,
+        token: &VerifiedToken,
+        project: &ProjectId,
+    ) -> Result<(), AuthRejection> {
+        self.manager.authorize_project(token, project).map_err(|_| {
+            self.config
+                .reject(RejectionReason::ProjectDenied(project.clone()))
+        })
+    }
+
+    /// The admin API as a router to mount, e.g. `.nest("/api/tokens", keygate.admin_router())`.
+    /// See [`admin`].
+    pub fn admin_router<S>(&self) -> ::axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        admin::router(self.clone())
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        self.into_http_response()
+    }
+}
+
+impl<S> FromRequestParts<S> for VerifiedToken
+where
+    S: Send + Sync,
+    Keygate: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(token) = parts.extensions.get::<VerifiedToken>() {
+            return Ok(token.clone());
+        }
+        let keygate = Keygate::from_ref(state);
+        match keygate.authenticate(&parts.headers).await? {
+            Some(token) => {
+                parts.extensions.insert(token.clone());
+                Ok(token)
+            }
+            None => Err(keygate.config.reject(RejectionReason::MissingCredentials)),
+        }
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for VerifiedToken
+where
+    S: Send + Sync,
+    Keygate: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if let Some(token) = parts.extensions.get::<VerifiedToken>() {
+            return Ok(Some(token.clone()));
+        }
+        let keygate = Keygate::from_ref(state);
+        let token = keygate.authenticate(&parts.headers).await?;
+        if let Some(t) = &token {
+            parts.extensions.insert(t.clone());
+        }
+        Ok(token)
+    }
+}
+
+/// Scopes a [`Scoped`] extractor requires (every one of them).
+///
+/// ```
+/// use keygate::axum::{ScopeRequirement, Scoped};
+///
+/// struct ProjectsWrite;
+/// impl ScopeRequirement for ProjectsWrite {
+///     const SCOPES: &'static [&'static str] = &["projects:write"];
+/// }
+///
+/// async fn create_project(token: Scoped<ProjectsWrite>) -> String {
+///     format!("created by {}", token.owner())
+/// }
+/// ```
+pub trait ScopeRequirement: Send + Sync + 'static {
+    /// The required scopes. An invalid scope string makes every request fail with 500.
+    const SCOPES: &'static [&'static str];
+}
+
+/// A verified token that holds every scope of `R` (403 `insufficient_scope` otherwise).
+/// Dereferences to [`VerifiedToken`].
+pub struct Scoped<R> {
+    token: VerifiedToken,
+    _requirement: PhantomData<fn() -> R>,
+}
+
+impl<R> Scoped<R> {
+    /// The verified token.
+    pub fn into_inner(self) -> VerifiedToken {
+        self.token
+    }
+}
+
+impl<R> std::ops::Deref for Scoped<R> {
+    type Target = VerifiedToken;
+    fn deref(&self) -> &VerifiedToken {
+        &self.token
+    }
+}
+
+impl<R> std::fmt::Debug for Scoped<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Scoped").field(&self.token).finish()
+    }
+}
+
+impl<S, R> FromRequestParts<S> for Scoped<R>
+where
+    S: Send + Sync,
+    Keygate: FromRef<S>,
+    R: ScopeRequirement,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token =
+            <VerifiedToken as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let keygate = Keygate::from_ref(state);
+        let required = ScopeSet::parse(R::SCOPES)
+            .map_err(|e| keygate.config.reject(RejectionReason::Misconfigured(e)))?;
+        if !token.scopes().grants_all(&required) {
+            if let Some(missing) = token.scopes().first_missing(&required) {
+                // Audited as `authz_fail`.
+                let _ = keygate.manager.authorize(&token, missing);
+            }
+            return Err(keygate
+                .config
+                .reject(RejectionReason::InsufficientScope(required)));
+        }
+        Ok(Scoped {
+            token,
+            _requirement: PhantomData,
+        })
+    }
+}
