@@ -117,5 +117,9 @@ pub use manager::{
 };
 pub use record::{TokenRecord, TokenStatus};
 pub use scope::{ProjectId, Projects, Scope, ScopeSet};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{MemoryStore, Page, PageRequest, TokenFilter, TokenStore};
 pub use token::{TokenFormat, TokenId, TokenSecret};
