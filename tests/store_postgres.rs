@@ -237,3 +237,17 @@ async fn connect_picks_postgres_by_scheme() {
     let err = SqlStore::connect("mysql://root@127.0.0.1/x").await;
     assert!(matches!(err, Err(keygate::Error::InvalidConfig(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_version_is_a_conflict_or_not_found() {
+    let Some((_schema, store)) = TestSchema::new().await else {
+        return;
+    };
+    let mut r = sample_record("alice", 1, chrono::Utc::now());
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::NotFound)));
+    r.version = 1;
+    store.insert(&r).await.expect("insert");
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::Conflict)));
+}

@@ -222,3 +222,16 @@ async fn a_closed_pool_fails_closed() {
         "a closed pool must be a store error keeping its sqlx source, got {got:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_version_is_a_conflict_or_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let mut r = sample_record("alice", 1, chrono::Utc::now());
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::NotFound)));
+    r.version = 1;
+    store.insert(&r).await.expect("insert");
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::Conflict)));
+}

@@ -175,9 +175,14 @@ impl PostgresStore {
 
     /// Connects a pool to `url` (`postgres://...`), waiting at most [`ACQUIRE_TIMEOUT`] for
     /// a connection per request, and makes a store over it.
+    ///
+    /// The pool does not ping a connection before handing it out, so a verification is one
+    /// round trip (one query by primary key). A connection that broke while idle fails the
+    /// one request that uses it (a store error: fail closed) and is then discarded.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(StoreError::backend)?;
@@ -312,6 +317,21 @@ impl PostgresStore {
         manager.invalidate_all();
         let task = tokio::spawn(run_listener(pool, channel, listener, manager));
         Ok(ListenerHandle { task })
+    }
+}
+
+impl PostgresStore {
+    /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
+    async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
+        match sqlx::query(&self.sql.exists)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(e) => StoreError::backend(e),
+        }
     }
 }
 
@@ -504,7 +524,10 @@ impl TokenStore for PostgresStore {
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-        let expected = version_to_i64(record.version)?;
+        let Ok(expected) = i64::try_from(record.version) else {
+            // No stored version is this large: it cannot match.
+            return Err(self.conflict_or_not_found(&record.id).await);
+        };
         let row = bind_record(sqlx::query(&self.sql.update), record)
             .bind(expected)
             .bind(&self.sql.channel)
@@ -515,17 +538,7 @@ impl TokenStore for PostgresStore {
             return version_from_i64(col(&row, "version")?);
         }
         // Only the error path reads again, to tell the two failures apart.
-        let exists = sqlx::query(&self.sql.exists)
-            .bind(record.id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?
-            .is_some();
-        Err(if exists {
-            StoreError::Conflict
-        } else {
-            StoreError::NotFound
-        })
+        Err(self.conflict_or_not_found(&record.id).await)
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
@@ -621,8 +634,8 @@ impl TokenStore for PostgresStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn schemas_are_validated() {
+    #[tokio::test]
+    async fn schemas_are_validated() {
         let pool = PgPoolOptions::new().connect_lazy_with(Default::default());
         let store = PostgresStore::new(pool);
         assert_eq!(store.schema(), "public");

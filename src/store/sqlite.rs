@@ -279,6 +279,19 @@ impl SqliteStore {
         tx.commit().await.map_err(StoreError::backend)
     }
 
+    /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
+    async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
+        match sqlx::query(&self.sql.exists)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(e) => StoreError::backend(e),
+        }
+    }
+
     async fn write_children(
         &self,
         tx: &mut sqlx::SqliteConnection,
@@ -451,8 +464,11 @@ impl TokenStore for SqliteStore {
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-        let expected = version_to_i64(record.version)?;
-        let new_version = record.version.checked_add(1).ok_or(StoreError::Conflict)?;
+        let Ok(expected) = i64::try_from(record.version) else {
+            // No stored version is this large: it cannot match.
+            return Err(self.conflict_or_not_found(&record.id).await);
+        };
+        let new_version = record.version + 1;
         version_to_i64(new_version)?;
         let last_used = record.last_used_at.map(micros);
         let mut tx = self
@@ -601,8 +617,8 @@ impl TokenStore for SqliteStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn prefixes_are_validated() {
+    #[tokio::test]
+    async fn prefixes_are_validated() {
         let pool = SqlitePoolOptions::new().connect_lazy_with(SqliteConnectOptions::new());
         let store = SqliteStore::new(pool);
         assert_eq!(store.table_prefix(), "keygate_");
