@@ -125,8 +125,10 @@ async fn print_plans(pg: &PostgresStore, sqlite: &SqliteStore) {
         ),
     ] {
         let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT t.* FROM keygate_tokens t WHERE 1 = 1 AND {cond} \
-             ORDER BY t.created_at DESC, t.id DESC LIMIT 51"
+            "EXPLAIN QUERY PLAN SELECT o.*, (SELECT json_group_array(s.scope) FROM \
+             keygate_token_scopes s WHERE s.token_id = o.id) FROM keygate_tokens o \
+             WHERE o.rowid IN (SELECT t.rowid FROM keygate_tokens t WHERE 1 = 1 AND {cond} \
+             ORDER BY t.created_at DESC, t.id DESC LIMIT 51) ORDER BY o.created_at DESC, o.id DESC"
         );
         let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&sql)
             .fetch_all(sqlite.pool())

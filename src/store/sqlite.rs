@@ -98,7 +98,7 @@ struct Statements {
     scopes: String,
     projects: String,
     migrations: String,
-    select: String,
+    list: String,
     get: String,
     insert: String,
     insert_scope: String,
@@ -116,19 +116,23 @@ impl Statements {
         let tokens = format!("{p}tokens");
         let scopes = format!("{p}token_scopes");
         let projects = format!("{p}token_projects");
+        // Alias `o`: the outer query. Listings pick rows (alias `t`) in an inner query with
+        // the filters and the limit, so the scope and project subqueries run only for the
+        // rows returned.
         let select = format!(
-            "SELECT t.id, t.name, t.description, t.owner, t.created_by, t.created_at, \
-             t.updated_at, t.expires_at, t.status, t.all_projects, t.metadata, t.digest, \
-             t.key_version, t.previous_digest, t.previous_key_version, \
-             t.previous_valid_until, t.last_used_at, t.version, \
-             (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = t.id) \
+            "SELECT o.id, o.name, o.description, o.owner, o.created_by, o.created_at, \
+             o.updated_at, o.expires_at, o.status, o.all_projects, o.metadata, o.digest, \
+             o.key_version, o.previous_digest, o.previous_key_version, \
+             o.previous_valid_until, o.last_used_at, o.version, \
+             (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = o.id) \
              AS scopes, \
-             (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = t.id) \
+             (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = o.id) \
              AS projects \
-             FROM {tokens} t"
+             FROM {tokens} o"
         );
         Statements {
-            get: format!("{select} WHERE t.id = ?"),
+            get: format!("{select} WHERE o.id = ?"),
+            list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t WHERE 1 = 1"),
             insert: format!(
                 "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
                  updated_at, expires_at, status, all_projects, metadata, digest, key_version, \
@@ -157,7 +161,6 @@ impl Statements {
                  WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"
             ),
             migrations: format!("{p}schema_migrations"),
-            select,
             scopes,
             projects,
         }
@@ -535,8 +538,7 @@ impl TokenStore for SqliteStore {
 
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(&self.sql.select);
-        q.push(" WHERE 1 = 1");
+        let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list);
         if let Some(text) = &filter.name_contains {
             // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
             q.push(" AND t.name LIKE ")
@@ -582,7 +584,8 @@ impl TokenStore for SqliteStore {
                 .push(")");
         }
         q.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
-            .push_bind(limit as i64 + 1);
+            .push_bind(limit as i64 + 1)
+            .push(") ORDER BY o.created_at DESC, o.id DESC");
         let rows = q
             .build()
             .fetch_all(&self.pool)
@@ -626,6 +629,6 @@ mod tests {
         assert!(store.clone().with_table_prefix("Upper_").is_err());
         let s = store.with_table_prefix("tenant_a_").expect("valid prefix");
         assert_eq!(s.sql.migrations, "tenant_a_schema_migrations");
-        assert!(s.sql.get.contains("FROM tenant_a_tokens t"));
+        assert!(s.sql.get.contains("FROM tenant_a_tokens o"));
     }
 }
