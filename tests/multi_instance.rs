@@ -35,13 +35,23 @@ enum Change {
 }
 
 /// One trial: issue on A, verify on B (cached), change on A, then time until B rejects.
-async fn trial(a: &TokenManager, b: &TokenManager, change: Change, limit: Duration) -> Duration {
+///
+/// Also checks the cache's hard bound: B's entry was read from the store before
+/// `cached_by`, so no verification that starts `ttl` after `cached_by` may accept the token.
+async fn trial(
+    a: &TokenManager,
+    b: &TokenManager,
+    change: Change,
+    ttl: Duration,
+    limit: Duration,
+) -> Duration {
     let issued = a
         .issue(IssueRequest::new("trial", "alice"))
         .await
         .expect("issue");
     let token = issued.expose_secret();
     b.verify(token).await.expect("B verifies (and caches)");
+    let cached_by = Instant::now();
     b.verify(token).await.expect("B verifies from its cache");
     match change {
         Change::Revoke => drop(a.revoke(issued.id()).await.expect("revoke")),
@@ -55,8 +65,13 @@ async fn trial(a: &TokenManager, b: &TokenManager, change: Change, limit: Durati
     }
     let changed = Instant::now();
     loop {
+        let started = Instant::now();
         match b.verify(token).await {
             Ok(_) => {
+                assert!(
+                    started < cached_by + ttl,
+                    "B served an entry older than the TTL after a {change:?} on A"
+                );
                 assert!(
                     changed.elapsed() < limit,
                     "B still accepts the token {:?} after a {change:?} on A",
@@ -114,7 +129,7 @@ async fn changes_on_one_instance_reach_the_other_through_notifications() {
     ];
     let mut times = Vec::new();
     for i in 0..200 {
-        times.push(trial(&a, &b, changes[i % 4], ttl + Duration::from_secs(1)).await);
+        times.push(trial(&a, &b, changes[i % 4], ttl, ttl + Duration::from_secs(1)).await);
     }
     assert!(listener.is_running());
     let mut sorted = times.clone();
@@ -148,7 +163,7 @@ async fn without_notifications_the_ttl_bounds_staleness() {
             Change::Rotate,
             Change::Delete,
         ][i % 4];
-        times.push(trial(&a, &b, change, ttl + Duration::from_secs(1)).await);
+        times.push(trial(&a, &b, change, ttl, ttl + Duration::from_secs(1)).await);
     }
     report(
         "without notifications (TTL 300 ms), time until B rejects",
