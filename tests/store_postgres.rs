@@ -251,3 +251,19 @@ async fn an_impossible_version_is_a_conflict_or_not_found() {
     r.version = u64::MAX;
     assert!(matches!(store.update(&r).await, Err(StoreError::Conflict)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_store_starts_the_listener_for_postgres() {
+    let Some((_schema, store)) = TestSchema::new().await else {
+        return;
+    };
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let handle = SqlStore::Postgres(store)
+        .spawn_invalidation_listener(manager)
+        .await
+        .expect("listener");
+    assert!(handle.is_some_and(|h| h.is_running()));
+}

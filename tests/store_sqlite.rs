@@ -235,3 +235,19 @@ async fn an_impossible_version_is_a_conflict_or_not_found() {
     r.version = u64::MAX;
     assert!(matches!(store.update(&r).await, Err(StoreError::Conflict)));
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_store_needs_no_listener_for_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqlStore::Sqlite(store_in(&dir).await);
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let handle = store
+        .spawn_invalidation_listener(manager)
+        .await
+        .expect("no-op");
+    assert!(handle.is_none());
+}

@@ -165,6 +165,10 @@ impl Statements {
 
 impl PostgresStore {
     /// A store over `pool`, in the schema `public`.
+    ///
+    /// For one round trip per verification, build the pool with
+    /// `test_before_acquire(false)` as [`connect`](Self::connect) does; sqlx's default pings
+    /// each connection before handing it out, which doubles the round trips.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             pool,

@@ -200,6 +200,25 @@ impl SqlStore {
         }
     }
 
+    /// Keeps `manager`'s verification cache in step with other instances: for PostgreSQL,
+    /// starts [`PostgresStore::spawn_invalidation_listener`](crate::store::postgres::PostgresStore::spawn_invalidation_listener)
+    /// and returns its handle (keep it: dropping it stops the listener); for SQLite, which
+    /// serves one instance, returns `Ok(None)`.
+    #[cfg(feature = "postgres")]
+    pub async fn spawn_invalidation_listener(
+        &self,
+        manager: crate::TokenManager,
+    ) -> Result<Option<super::postgres::ListenerHandle>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(_) => {
+                let _ = manager;
+                Ok(None)
+            }
+            SqlStore::Postgres(s) => s.spawn_invalidation_listener(manager).await.map(Some),
+        }
+    }
+
     fn inner(&self) -> &dyn TokenStore {
         match self {
             #[cfg(feature = "sqlite")]
