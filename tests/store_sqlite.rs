@@ -251,3 +251,27 @@ async fn sql_store_needs_no_listener_for_sqlite() {
         .expect("no-op");
     assert!(handle.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_database_keeps_its_tables() {
+    let store = SqlStore::connect("sqlite::memory:").await.expect("connect");
+    let manager = TokenManager::builder(store)
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    // Concurrent use must see the migrated tables (one shared connection).
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let m = manager.clone();
+        handles.push(tokio::spawn(async move {
+            let t = m
+                .issue(IssueRequest::new(format!("t{i}"), "alice"))
+                .await
+                .expect("issue");
+            m.verify(t.expose_secret()).await.expect("verify");
+        }));
+    }
+    for h in handles {
+        h.await.expect("join");
+    }
+}

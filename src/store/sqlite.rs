@@ -182,8 +182,23 @@ impl SqliteStore {
 
     /// Opens (creating it if missing) the SQLite database at `url` (`sqlite:path` or
     /// `sqlite://path`), in WAL mode with a [`BUSY_TIMEOUT`], and makes a store over it.
+    ///
+    /// An in-memory database (`sqlite::memory:`) lives in one connection, so its pool
+    /// holds exactly one connection, kept open for the pool's lifetime.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url).map_err(StoreError::backend)?;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(BUSY_TIMEOUT)
+                .connect_with(options.busy_timeout(BUSY_TIMEOUT).foreign_keys(true))
+                .await
+                .map_err(StoreError::backend)?;
+            return Ok(Self::new(pool));
+        }
         Self::connect_with(options).await
     }
 
