@@ -170,7 +170,7 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
         .build()
         .expect("manager");
     let corruptions = [
-        "INSERT INTO keygate_token_scopes (token_id, scope) VALUES (?, 'not a scope!')",
+        "INSERT INTO keygate_token_scopes (token_id, scope, created_at) VALUES (?, 'not a scope!', 0)",
         "INSERT INTO keygate_token_projects (token_id, project) VALUES (?, 'Bad Project')",
         "UPDATE keygate_tokens SET all_projects = 0, metadata = '{not json' WHERE id = ?",
         "UPDATE keygate_tokens SET version = -1 WHERE id = ?",
@@ -274,4 +274,47 @@ async fn an_in_memory_database_keeps_its_tables() {
     for h in handles {
         h.await.expect("join");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_listings_page_in_order_and_follow_updates() {
+    use chrono::Duration;
+    use keygate::{PageRequest, Scope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let t0 = chrono::Utc::now() - Duration::hours(1);
+    let t0 = t0 - Duration::nanoseconds(i64::from(t0.timestamp_subsec_nanos() % 1000));
+    let scope = Scope::new("reports:read").expect("scope");
+    let mut records = Vec::new();
+    for i in 0..13 {
+        // Pairs share an instant, to exercise the id tie-break across pages.
+        let mut r = sample_record("alice", i, t0 + Duration::seconds((i / 2) as i64));
+        if i % 4 != 3 {
+            r.scopes = [scope.clone()].into_iter().collect();
+        }
+        store.insert(&r).await.expect("insert");
+        records.push(r);
+    }
+    // Moving a record's created_at moves it in the scope listing too.
+    let mut moved = records[0].clone();
+    moved.created_at = t0 + Duration::minutes(30);
+    store.update(&moved).await.expect("update");
+    moved.version += 1;
+    records[0] = moved;
+    let filter = TokenFilter::new().owner("alice").scope(scope);
+    let mut expected: Vec<_> = records.iter().filter(|r| filter.matches(r)).collect();
+    expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let expected: Vec<_> = expected.iter().map(|r| r.id.clone()).collect();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let got = store.list(&filter, &page).await.expect("list");
+        seen.extend(got.items.iter().map(|r| r.id.clone()));
+        match got.next {
+            Some(c) => page = page.next(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(expected.first(), Some(&records[0].id));
 }

@@ -95,10 +95,10 @@ impl std::fmt::Debug for SqliteStore {
 
 /// The statements, with the table prefix filled in once.
 struct Statements {
-    scopes: String,
     projects: String,
     migrations: String,
     list: String,
+    list_by_scope: String,
     get: String,
     insert: String,
     insert_scope: String,
@@ -132,14 +132,22 @@ impl Statements {
         );
         Statements {
             get: format!("{select} WHERE o.id = ?"),
-            list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t WHERE 1 = 1"),
+            list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t"),
+            // By scope: the scope rows carry the listing order, so the scope index yields
+            // matches newest first and the walk stops at the limit.
+            list_by_scope: format!(
+                "{select} WHERE o.rowid IN (SELECT t.rowid FROM {scopes} s \
+                 JOIN {tokens} t ON t.id = s.token_id"
+            ),
             insert: format!(
                 "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
                  updated_at, expires_at, status, all_projects, metadata, digest, key_version, \
                  previous_digest, previous_key_version, previous_valid_until, last_used_at, \
                  version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
-            insert_scope: format!("INSERT INTO {scopes} (token_id, scope) VALUES (?, ?)"),
+            insert_scope: format!(
+                "INSERT INTO {scopes} (token_id, scope, created_at) VALUES (?, ?, ?)"
+            ),
             insert_project: format!("INSERT INTO {projects} (token_id, project) VALUES (?, ?)"),
             // The compare-and-swap, in one statement. `max(coalesce(new, old),
             // coalesce(old, new))` keeps the later last_used_at and treats NULL as "never".
@@ -161,7 +169,6 @@ impl Statements {
                  WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"
             ),
             migrations: format!("{p}schema_migrations"),
-            scopes,
             projects,
         }
     }
@@ -319,6 +326,7 @@ impl SqliteStore {
             sqlx::query(&self.sql.insert_scope)
                 .bind(record.id.as_str())
                 .bind(scope.as_str())
+                .bind(micros(record.created_at))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::backend)?;
@@ -553,7 +561,19 @@ impl TokenStore for SqliteStore {
 
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list);
+        // The listing order's columns: the scope row's copy when listing by scope.
+        let (mut q, order) = match &filter.scope {
+            Some(scope) => {
+                let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list_by_scope);
+                q.push(" WHERE s.scope = ").push_bind(scope.as_str());
+                (q, ("s.created_at", "s.token_id"))
+            }
+            None => {
+                let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list);
+                q.push(" WHERE 1 = 1");
+                (q, ("t.created_at", "t.id"))
+            }
+        };
         if let Some(text) = &filter.name_contains {
             // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
             q.push(" AND t.name LIKE ")
@@ -584,23 +604,19 @@ impl TokenStore for SqliteStore {
                 .push_bind(project.as_str())
                 .push("))");
         }
-        if let Some(scope) = &filter.scope {
-            q.push(" AND t.id IN (SELECT token_id FROM ")
-                .push(&self.sql.scopes)
-                .push(" WHERE scope = ")
-                .push_bind(scope.as_str())
-                .push(")");
-        }
         if let Some(Cursor { created_at, id }) = &page.after {
-            q.push(" AND (t.created_at, t.id) < (")
+            q.push(format_args!(" AND ({}, {}) < (", order.0, order.1))
                 .push_bind(micros(*created_at))
                 .push(", ")
                 .push_bind(id.as_str())
                 .push(")");
         }
-        q.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
-            .push_bind(limit as i64 + 1)
-            .push(") ORDER BY o.created_at DESC, o.id DESC");
+        q.push(format_args!(
+            " ORDER BY {} DESC, {} DESC LIMIT ",
+            order.0, order.1
+        ))
+        .push_bind(limit as i64 + 1)
+        .push(") ORDER BY o.created_at DESC, o.id DESC");
         let rows = q
             .build()
             .fetch_all(&self.pool)

@@ -23,9 +23,12 @@ CREATE TABLE {prefix}tokens (
        AND (previous_digest IS NULL) = (previous_valid_until IS NULL))
 );
 
+-- created_at repeats the token's, so that a listing by scope walks this table's index in
+-- listing order and stops at the page limit.
 CREATE TABLE {prefix}token_scopes (
     token_id TEXT NOT NULL REFERENCES {prefix}tokens (id) ON DELETE CASCADE,
     scope TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
     PRIMARY KEY (token_id, scope)
 ) WITHOUT ROWID;
 
@@ -43,5 +46,5 @@ CREATE INDEX {prefix}tokens_created_by ON {prefix}tokens (created_by, created_at
 CREATE INDEX {prefix}tokens_status ON {prefix}tokens (status, created_at, id);
 CREATE INDEX {prefix}tokens_expires ON {prefix}tokens (expires_at);
 CREATE INDEX {prefix}tokens_all_projects ON {prefix}tokens (created_at, id) WHERE all_projects = 1;
-CREATE INDEX {prefix}token_scopes_scope ON {prefix}token_scopes (scope, token_id);
+CREATE INDEX {prefix}token_scopes_scope ON {prefix}token_scopes (scope, created_at, token_id);
 CREATE INDEX {prefix}token_projects_project ON {prefix}token_projects (project, token_id);
