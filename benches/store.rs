@@ -83,6 +83,10 @@ fn filters() -> Vec<(&'static str, TokenFilter)> {
             TokenFilter::new().scope(Scope::new("reports:read").expect("scope")),
         ),
         (
+            "scope_held_by_all",
+            TokenFilter::new().scope(Scope::new("projects:read").expect("scope")),
+        ),
+        (
             "project",
             TokenFilter::new().project(ProjectId::new("p-7").expect("project")),
         ),
@@ -113,22 +117,30 @@ async fn print_plans(pg: &PostgresStore, sqlite: &SqliteStore) {
             .expect("explain");
         println!("PostgreSQL, filter {what}:\n  {}", plan.join("\n  "));
     }
-    for (what, cond) in [
-        ("owner", "t.owner = 'owner-7'"),
-        (
-            "scope",
-            "t.id IN (SELECT token_id FROM keygate_token_scopes WHERE scope = 'reports:read')",
-        ),
+    let inner_scope = "SELECT t.rowid FROM keygate_token_scopes s JOIN keygate_tokens t \
+        ON t.id = s.token_id WHERE s.scope = 'reports:read' \
+        ORDER BY s.created_at DESC, s.token_id DESC LIMIT 51";
+    let inner = |cond: &str| {
+        format!(
+            "SELECT t.rowid FROM keygate_tokens t WHERE 1 = 1 AND {cond} \
+             ORDER BY t.created_at DESC, t.id DESC LIMIT 51"
+        )
+    };
+    for (what, inner) in [
+        ("owner", inner("t.owner = 'owner-7'")),
+        ("scope", inner_scope.to_owned()),
         (
             "project",
-            "(t.all_projects = 1 OR t.id IN (SELECT token_id FROM keygate_token_projects WHERE project = 'p-7'))",
+            inner(
+                "(t.all_projects = 1 OR t.id IN (SELECT token_id FROM keygate_token_projects \
+                 WHERE project = 'p-7'))",
+            ),
         ),
     ] {
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT o.*, (SELECT json_group_array(s.scope) FROM \
              keygate_token_scopes s WHERE s.token_id = o.id) FROM keygate_tokens o \
-             WHERE o.rowid IN (SELECT t.rowid FROM keygate_tokens t WHERE 1 = 1 AND {cond} \
-             ORDER BY t.created_at DESC, t.id DESC LIMIT 51) ORDER BY o.created_at DESC, o.id DESC"
+             WHERE o.rowid IN ({inner}) ORDER BY o.created_at DESC, o.id DESC"
         );
         let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&sql)
             .fetch_all(sqlite.pool())
