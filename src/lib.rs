@@ -75,8 +75,8 @@
 //! | feature     | adds |
 //! |-------------|------|
 //! | (none)      | the core: [`TokenManager`], [`MemoryStore`], scopes, expiry, audit |
-//! | `sqlite`    | `SqliteStore` (embedded default) |
-//! | `postgres`  | `PostgresStore` (several instances, cross-instance invalidation) |
+//! | `sqlite`    | `SqliteStore` (embedded default), `store::connect` by URL |
+//! | `postgres`  | `PostgresStore` (several instances, cross-instance invalidation), `store::connect` by URL |
 //! | `tower`     | the `RequireToken` layer |
 //! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
 //! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
@@ -117,5 +117,9 @@ pub use manager::{
 };
 pub use record::{TokenRecord, TokenStatus};
 pub use scope::{ProjectId, Projects, Scope, ScopeSet};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{MemoryStore, Page, PageRequest, TokenFilter, TokenStore};
 pub use token::{TokenFormat, TokenId, TokenSecret};

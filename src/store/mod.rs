@@ -18,10 +18,18 @@ use crate::token::TokenId;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{SqlStore, connect};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// Persistent storage for token records.
 ///

@@ -1,1 +1,654 @@
-//! The PostgreSQL store (feature `postgres`).
+//! The PostgreSQL store (feature `postgres`): several service instances sharing one
+//! database, with cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keygate::Error> {
+//! use keygate::cache::CacheConfig;
+//! use keygate::{PostgresStore, ServerKey, TokenManager};
+//!
+//! let store = PostgresStore::connect("postgres://app@db/app").await?.with_schema("auth")?;
+//! store.migrate().await?;
+//! let manager = TokenManager::builder(store.clone())
+//!     .server_key(ServerKey::generate())
+//!     .cache(CacheConfig::new())
+//!     .build()?;
+//! // Drop cached verifications when another instance revokes, disables, rotates, updates
+//! // or deletes a token. Keep the handle: dropping it stops the listener.
+//! let _listener = store.spawn_invalidation_listener(manager.clone()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema
+//!
+//! Tables `keygate_tokens` and `keygate_schema_migrations` in the schema chosen with
+//! [`PostgresStore::with_schema`] (default `public`), so they sit beside the application's
+//! own tables. The id is the primary key; the digests are 32-byte `bytea` next to their key
+//! versions; no column holds a plaintext token. Scopes and projects are `text[]` (projects
+//! `NULL` for "all projects", `{}` for none) with GIN indexes; owner, creator and status each
+//! have an index with the listing order `(created_at, id)`; expiry has its own. Ids, owners
+//! and creators use the `"C"` collation, so order and equality are by bytes.
+//! `name_contains` is a substring search, which no B-tree index can serve: it is evaluated on
+//! the rows the other conditions and the listing order select.
+//!
+//! # Consistency
+//!
+//! An update is one statement: `UPDATE ... SET ..., version = version + 1, last_used_at =
+//! GREATEST(last_used_at, $new) WHERE id = $id AND version = $expected`, which also sends
+//! the notification (`pg_notify`) in the same transaction, so a notification is sent if and
+//! only if the change commits. Verification is one query by primary key.
+//!
+//! # Bound on staleness across instances
+//!
+//! With a [`CacheConfig`](crate::cache::CacheConfig) on each instance's manager and
+//! [`PostgresStore::spawn_invalidation_listener`] running, a revoke, disable, rotate,
+//! update or delete on one instance reaches the others' caches within the notification
+//! latency (on loopback: a p99 of about a millisecond; see the `multi_instance` test). If a
+//! notification is lost (the listener's connection drops), the listener drops the whole
+//! cache when it reconnects, and no entry outlives the cache TTL (default 5 s, at most
+//! 60 s) in any case. So the bound is: notification latency normally, the cache TTL at worst.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::sql::{
+    Migration, bad_row, check_ident, contains_pattern, insert_error, key_version_from_i64,
+    newer_schema, version_from_i64, version_to_i64,
+};
+use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use crate::digest::{Digest, StoredDigest};
+use crate::error::{Error, StoreError};
+use crate::expiry::Expiry;
+use crate::manager::TokenManager;
+use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
+use crate::token::TokenId;
+
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// How long [`PostgresStore::connect`]'s pool waits for a connection before failing a
+/// request with a store error.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait between two reconnection attempts of the invalidation listener.
+const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "create_tokens",
+    sql: include_str!("migrations/postgres/0001_create_tokens.sql"),
+}];
+
+/// A [`TokenStore`] in a PostgreSQL database, over a pool the application passes in.
+///
+/// Cheap to clone (the pool and the statements are shared). Call
+/// [`migrate`](Self::migrate) once at start-up before using it.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: Arc<str>,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Statements {
+    quoted_schema: String,
+    channel: String,
+    migrations: String,
+    select: String,
+    get: String,
+    insert: String,
+    update: String,
+    exists: String,
+    delete: String,
+    touch: String,
+}
+
+const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
+    expires_at, status, scopes, projects, metadata, digest, key_version, previous_digest, \
+    previous_key_version, previous_valid_until, last_used_at, version";
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let quoted_schema = format!("\"{schema}\"");
+        let t = format!("{quoted_schema}.keygate_tokens");
+        let select = format!("SELECT {COLUMNS} FROM {t} t");
+        Statements {
+            get: format!("{select} WHERE t.id = $1"),
+            insert: format!(
+                "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ),
+            // The compare-and-swap and its notification, in one statement.
+            update: format!(
+                "WITH u AS (UPDATE {t} SET name = $2, description = $3, owner = $4, \
+                 created_by = $5, created_at = $6, updated_at = $7, expires_at = $8, \
+                 status = $9, scopes = $10, projects = $11, metadata = $12, digest = $13, \
+                 key_version = $14, previous_digest = $15, previous_key_version = $16, \
+                 previous_valid_until = $17, last_used_at = GREATEST(last_used_at, $18), \
+                 version = version + 1 \
+                 WHERE id = $1 AND version = $19 RETURNING id, version) \
+                 SELECT u.version, pg_notify($20, u.id)::text AS notified FROM u"
+            ),
+            exists: format!("SELECT 1 FROM {t} WHERE id = $1"),
+            delete: format!(
+                "WITH d AS (DELETE FROM {t} WHERE id = $1 RETURNING id) \
+                 SELECT d.id, pg_notify($2, d.id)::text AS notified FROM d"
+            ),
+            touch: format!(
+                "UPDATE {t} SET last_used_at = $2 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
+            ),
+            migrations: format!("{quoted_schema}.keygate_schema_migrations"),
+            channel: format!("keygate.{schema}"),
+            select,
+            quoted_schema,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A store over `pool`, in the schema `public`.
+    ///
+    /// For one round trip per verification, build the pool with
+    /// `test_before_acquire(false)` as [`connect`](Self::connect) does; sqlx's default pings
+    /// each connection before handing it out, which doubles the round trips.
+    pub fn new(pool: PgPool) -> Self {
+        PostgresStore {
+            pool,
+            schema: DEFAULT_SCHEMA.into(),
+            sql: Arc::new(Statements::new(DEFAULT_SCHEMA)),
+        }
+    }
+
+    /// Connects a pool to `url` (`postgres://...`), waiting at most [`ACQUIRE_TIMEOUT`] for
+    /// a connection per request, and makes a store over it.
+    ///
+    /// The pool does not ping a connection before handing it out, so a verification is one
+    /// round trip (one query by primary key). A connection that broke while idle fails the
+    /// one request that uses it (a store error: fail closed) and is then discarded.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::new(pool))
+    }
+
+    /// Puts keygate's tables in `schema` instead of `public`; [`migrate`](Self::migrate)
+    /// creates the schema if it does not exist.
+    ///
+    /// The name is up to 40 characters from `a-z`, `0-9` and `_`, starting with a letter or
+    /// `_`, and not starting with `pg_`; anything else is refused, so a schema name can never
+    /// inject SQL.
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, Error> {
+        let invalid = |reason| Error::InvalidField {
+            field: "schema",
+            reason,
+        };
+        check_ident(schema, false).map_err(invalid)?;
+        if schema.starts_with("pg_") {
+            return Err(invalid("names starting with `pg_` are reserved"));
+        }
+        self.schema = schema.into();
+        self.sql = Arc::new(Statements::new(schema));
+        Ok(self)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The notification channel of this store's schema (`keygate.{schema}`). Every
+    /// committed update or delete sends the token id on it.
+    pub fn channel(&self) -> &str {
+        &self.sql.channel
+    }
+
+    /// Creates or upgrades keygate's tables: creates the schema if missing, then applies, in
+    /// order and in one transaction, the embedded migrations the database has not recorded
+    /// in `keygate_schema_migrations`. Idempotent, and safe to run from several instances at
+    /// once (an advisory lock serialises them).
+    ///
+    /// Refuses (changing nothing) a database whose recorded version is newer than this
+    /// build knows.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
+            .bind(format!("keygate.migrate.{}", self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+            .bind(&*self.schema)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?
+            .is_some();
+        if !exists {
+            sqlx::query(&format!("CREATE SCHEMA {}", self.sql.quoted_schema))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        let table = &self.sql.migrations;
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT NOT NULL PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+        let current: Option<i64> = sqlx::query_scalar(&format!("SELECT max(version) FROM {table}"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        let current = current.unwrap_or(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(newer_schema(current, known));
+        }
+        for m in MIGRATIONS {
+            if m.version <= current {
+                continue;
+            }
+            let sql = m.sql.replace("{schema}", &self.sql.quoted_schema);
+            // No arguments: the statements of the migration run as one script.
+            sqlx::Executor::execute(&mut *tx, sql.as_str())
+                .await
+                .map_err(StoreError::backend)?;
+            sqlx::query(&format!(
+                "INSERT INTO {table} (version, name) VALUES ($1, $2)"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        }
+        tx.commit().await.map_err(StoreError::backend)
+    }
+
+    /// Starts a background task that keeps `manager`'s verification cache in step with
+    /// changes made by other instances: it `LISTEN`s on [`channel`](Self::channel) over a
+    /// connection of its own (made with this pool's connect options) and calls
+    /// [`TokenManager::invalidate`] for each token id notified.
+    ///
+    /// Notifications sent while the connection is down are lost, so whenever the listener
+    /// (re)connects, and whenever a notification cannot be read, it calls
+    /// [`TokenManager::invalidate_all`]. It reconnects by itself, with a backoff of at most
+    /// 2 s; until then, entries expire by the cache TTL. Returns once the first `LISTEN` is in
+    /// place, or fails if it cannot be. The task stops when the returned handle is dropped.
+    pub async fn spawn_invalidation_listener(
+        &self,
+        manager: TokenManager,
+    ) -> Result<ListenerHandle, StoreError> {
+        let options = (*self.pool.connect_options()).clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let channel = self.sql.channel.clone();
+        let listener = listen(&pool, &channel).await?;
+        // Anything cached before the LISTEN may have missed a notification.
+        manager.invalidate_all();
+        let task = tokio::spawn(run_listener(pool, channel, listener, manager));
+        Ok(ListenerHandle { task })
+    }
+}
+
+impl PostgresStore {
+    /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
+    async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
+        match sqlx::query(&self.sql.exists)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(e) => StoreError::backend(e),
+        }
+    }
+}
+
+/// The running invalidation listener of [`PostgresStore::spawn_invalidation_listener`].
+/// Dropping it stops the listener.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ListenerHandle {
+    /// `true` while the listener task runs (it only ends when the handle is dropped or the
+    /// runtime shuts down).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .map_err(StoreError::backend)?;
+    listener
+        .listen(channel)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(listener)
+}
+
+async fn run_listener(pool: PgPool, channel: String, listener: PgListener, manager: TokenManager) {
+    let mut listener = Some(listener);
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match &mut listener {
+            Some(l) => match l.try_recv().await {
+                Ok(Some(n)) => match TokenId::new(n.payload()) {
+                    Ok(id) => manager.invalidate(&id),
+                    Err(_) => manager.invalidate_all(),
+                },
+                // The connection was lost and re-established (and re-subscribed):
+                // notifications in between are lost.
+                Ok(None) => manager.invalidate_all(),
+                Err(e) => {
+                    manager.invalidate_all();
+                    tracing::warn!(target: "keygate", error = %e, "invalidation listener lost its connection");
+                    listener = None;
+                }
+            },
+            None => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(LISTENER_MAX_BACKOFF);
+                match listen(&pool, &channel).await {
+                    Ok(l) => {
+                        manager.invalidate_all();
+                        backoff = Duration::from_millis(20);
+                        listener = Some(l);
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "keygate", error = %e, "invalidation listener cannot reconnect yet");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn col<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column).map_err(|_| bad_row(column))
+}
+
+fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
+    Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
+}
+
+fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    let id = TokenId::new(col::<&str>(row, "id")?).map_err(|_| bad_row("id"))?;
+    let status =
+        TokenStatus::from_str(col::<&str>(row, "status")?).map_err(|_| bad_row("status"))?;
+    let scopes = col::<Vec<String>>(row, "scopes")?
+        .iter()
+        .map(Scope::new)
+        .collect::<Result<ScopeSet, _>>()
+        .map_err(|_| bad_row("scopes"))?;
+    let projects = match col::<Option<Vec<String>>>(row, "projects")? {
+        None => Projects::All,
+        Some(list) => Projects::Only(
+            list.iter()
+                .map(ProjectId::new)
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|_| bad_row("projects"))?,
+        ),
+    };
+    let metadata: Json<BTreeMap<String, String>> = col(row, "metadata")?;
+    let digest = StoredDigest {
+        digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
+        key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
+    };
+    let previous = match (
+        col::<Option<&[u8]>>(row, "previous_digest")?,
+        col::<Option<i64>>(row, "previous_key_version")?,
+        col::<Option<DateTime<Utc>>>(row, "previous_valid_until")?,
+    ) {
+        (None, None, None) => None,
+        (Some(d), Some(k), Some(valid_until)) => Some(PreviousSecret {
+            digest: StoredDigest {
+                digest: digest_of(d, "previous_digest")?,
+                key_version: key_version_from_i64(k, "previous_key_version")?,
+            },
+            valid_until,
+        }),
+        _ => return Err(bad_row("previous_digest")),
+    };
+    Ok(TokenRecord {
+        id,
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        owner: col(row, "owner")?,
+        created_by: col(row, "created_by")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+        expiry: Expiry::from(col::<Option<DateTime<Utc>>>(row, "expires_at")?),
+        status,
+        scopes,
+        projects,
+        metadata: metadata.0,
+        digest,
+        previous: previous.map(Box::new),
+        last_used_at: col(row, "last_used_at")?,
+        version: version_from_i64(col(row, "version")?)?,
+    })
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1` (id) to `$18` (last_used_at), the order of [`COLUMNS`] up to `version`.
+fn bind_record<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
+    let previous = r.previous.as_ref();
+    let projects = match &r.projects {
+        Projects::All => None,
+        Projects::Only(set) => Some(set.iter().map(ProjectId::as_str).collect::<Vec<_>>()),
+    };
+    q.bind(r.id.as_str())
+        .bind(r.name.as_str())
+        .bind(r.description.as_str())
+        .bind(r.owner.as_str())
+        .bind(r.created_by.as_str())
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.expiry.at())
+        .bind(r.status.as_str())
+        .bind(r.scopes.iter().map(Scope::as_str).collect::<Vec<_>>())
+        .bind(projects)
+        .bind(Json(&r.metadata))
+        .bind(&r.digest.digest.as_bytes()[..])
+        .bind(i64::from(r.digest.key_version))
+        .bind(previous.map(|p| &p.digest.digest.as_bytes()[..]))
+        .bind(previous.map(|p| i64::from(p.digest.key_version)))
+        .bind(previous.map(|p| p.valid_until))
+        .bind(r.last_used_at)
+}
+
+#[async_trait]
+impl TokenStore for PostgresStore {
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let version = version_to_i64(record.version)?;
+        bind_record(sqlx::query(&self.sql.insert), record)
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .map_err(insert_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let row = sqlx::query(&self.sql.get)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|r| decode(&r).map(Arc::new)).transpose()
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+        let Ok(expected) = i64::try_from(record.version) else {
+            // No stored version is this large: it cannot match.
+            return Err(self.conflict_or_not_found(&record.id).await);
+        };
+        let row = bind_record(sqlx::query(&self.sql.update), record)
+            .bind(expected)
+            .bind(&self.sql.channel)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        if let Some(row) = row {
+            return version_from_i64(col(&row, "version")?);
+        }
+        // Only the error path reads again, to tell the two failures apart.
+        Err(self.conflict_or_not_found(&record.id).await)
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.sql.delete)
+            .bind(id.as_str())
+            .bind(&self.sql.channel)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Postgres>::new(&self.sql.select);
+        q.push(" WHERE TRUE");
+        if let Some(text) = &filter.name_contains {
+            // ASCII case folding only, as the reference semantics (ILIKE would fold more).
+            q.push(
+                " AND translate(t.name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', \
+                 'abcdefghijklmnopqrstuvwxyz') LIKE ",
+            )
+            .push_bind(contains_pattern(text))
+            .push(" ESCAPE '\\'");
+        }
+        if let Some(owner) = &filter.owner {
+            q.push(" AND t.owner = ").push_bind(owner.as_str());
+        }
+        if let Some(creator) = &filter.created_by {
+            q.push(" AND t.created_by = ").push_bind(creator.as_str());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND t.status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = filter.expires_before {
+            q.push(" AND t.expires_at < ").push_bind(before);
+        }
+        if let Some(after) = filter.expires_after {
+            q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+                .push_bind(after)
+                .push(")");
+        }
+        if let Some(project) = &filter.project {
+            q.push(" AND (t.projects IS NULL OR t.projects @> ARRAY[")
+                .push_bind(project.as_str())
+                .push("::text])");
+        }
+        if let Some(scope) = &filter.scope {
+            q.push(" AND t.scopes @> ARRAY[")
+                .push_bind(scope.as_str())
+                .push("::text]");
+        }
+        if let Some(Cursor { created_at, id }) = &page.after {
+            q.push(" AND (t.created_at, t.id) < (")
+                .push_bind(*created_at)
+                .push(", ")
+                .push_bind(id.as_str())
+                .push(")");
+        }
+        q.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        let more = rows.len() > limit;
+        let items = rows
+            .iter()
+            .take(limit)
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            items.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.touch)
+            .bind(id.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn schemas_are_validated() {
+        let pool = PgPoolOptions::new().connect_lazy_with(Default::default());
+        let store = PostgresStore::new(pool);
+        assert_eq!(store.schema(), "public");
+        assert_eq!(store.channel(), "keygate.public");
+        for bad in ["", "pg_catalog", "a\"; drop", "Upper", "1x", "a-b"] {
+            assert!(store.clone().with_schema(bad).is_err(), "{bad:?}");
+        }
+        let s = store.with_schema("auth").expect("valid schema");
+        assert_eq!(s.channel(), "keygate.auth");
+        assert!(s.sql.get.contains("FROM \"auth\".keygate_tokens t"));
+    }
+}

@@ -1,1 +1,665 @@
-//! The SQLite store (feature `sqlite`).
+//! The SQLite store (feature `sqlite`): the embedded default for single-instance services.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keygate::Error> {
+//! use keygate::{ServerKey, SqliteStore, TokenManager};
+//!
+//! // Creates the file on first start (WAL mode, 5 s busy timeout).
+//! let store = SqliteStore::connect("sqlite:keygate.db").await?;
+//! store.migrate().await?;
+//! let manager = TokenManager::builder(store).server_key(ServerKey::generate()).build()?;
+//! # let _ = manager;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema
+//!
+//! Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects` and
+//! `{prefix}schema_migrations` (prefix `keygate_` unless set with
+//! [`SqliteStore::with_table_prefix`]), so they sit beside the application's own tables.
+//! The id is the primary key; the digests are 32-byte blobs next to their key versions; no
+//! column holds a plaintext token. Timestamps are integers (microseconds since the Unix
+//! epoch, UTC). Every list filter has an index: owner, creator and status each with the
+//! listing order `(created_at, id)`; expiry; scope and project through their child tables;
+//! and "all projects" through a partial index. `name_contains` is a substring search, which
+//! no B-tree index can serve: it is evaluated on the rows the other conditions and the
+//! listing order select.
+//!
+//! # Concurrency
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions, so they queue for SQLite's single writer
+//! (waiting up to the busy timeout) instead of failing. An update is a compare-and-swap in
+//! one `UPDATE ... WHERE id = ? AND version = ?`, with the scope and project rows rewritten
+//! in the same transaction: nothing is ever half-written, and no update is lost across
+//! connections or processes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::sql::{
+    Migration, bad_row, check_ident, contains_pattern, insert_error, key_version_from_i64,
+    newer_schema, version_from_i64, version_to_i64,
+};
+use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use crate::digest::{Digest, StoredDigest};
+use crate::error::{Error, StoreError};
+use crate::expiry::Expiry;
+use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
+use crate::token::TokenId;
+
+/// The default table prefix.
+pub const DEFAULT_TABLE_PREFIX: &str = "keygate_";
+
+/// How long a connection waits for the database lock before failing (set by
+/// [`SqliteStore::connect`]).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "create_tokens",
+    sql: include_str!("migrations/sqlite/0001_create_tokens.sql"),
+}];
+
+/// A [`TokenStore`] in a SQLite database, over a pool the application passes in.
+///
+/// Cheap to clone (the pool and the statements are shared). Call
+/// [`migrate`](Self::migrate) once at start-up before using it.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    prefix: Arc<str>,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statements, with the table prefix filled in once.
+struct Statements {
+    projects: String,
+    migrations: String,
+    list: String,
+    list_by_scope: String,
+    get: String,
+    insert: String,
+    insert_scope: String,
+    insert_project: String,
+    update: String,
+    exists: String,
+    delete_scopes: String,
+    delete_projects: String,
+    delete: String,
+    touch: String,
+}
+
+impl Statements {
+    fn new(p: &str) -> Self {
+        let tokens = format!("{p}tokens");
+        let scopes = format!("{p}token_scopes");
+        let projects = format!("{p}token_projects");
+        // Alias `o`: the outer query. Listings pick rows (alias `t`) in an inner query with
+        // the filters and the limit, so the scope and project subqueries run only for the
+        // rows returned.
+        let select = format!(
+            "SELECT o.id, o.name, o.description, o.owner, o.created_by, o.created_at, \
+             o.updated_at, o.expires_at, o.status, o.all_projects, o.metadata, o.digest, \
+             o.key_version, o.previous_digest, o.previous_key_version, \
+             o.previous_valid_until, o.last_used_at, o.version, \
+             (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = o.id) \
+             AS scopes, \
+             (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = o.id) \
+             AS projects \
+             FROM {tokens} o"
+        );
+        Statements {
+            get: format!("{select} WHERE o.id = ?"),
+            list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t"),
+            // By scope: the scope rows carry the listing order, so the scope index yields
+            // matches newest first and the walk stops at the limit.
+            list_by_scope: format!(
+                "{select} WHERE o.rowid IN (SELECT t.rowid FROM {scopes} s \
+                 JOIN {tokens} t ON t.id = s.token_id"
+            ),
+            insert: format!(
+                "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
+                 updated_at, expires_at, status, all_projects, metadata, digest, key_version, \
+                 previous_digest, previous_key_version, previous_valid_until, last_used_at, \
+                 version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            insert_scope: format!(
+                "INSERT INTO {scopes} (token_id, scope, created_at) VALUES (?, ?, ?)"
+            ),
+            insert_project: format!("INSERT INTO {projects} (token_id, project) VALUES (?, ?)"),
+            // The compare-and-swap, in one statement. `max(coalesce(new, old),
+            // coalesce(old, new))` keeps the later last_used_at and treats NULL as "never".
+            update: format!(
+                "UPDATE {tokens} SET name = ?, description = ?, owner = ?, created_by = ?, \
+                 created_at = ?, updated_at = ?, expires_at = ?, status = ?, all_projects = ?, \
+                 metadata = ?, digest = ?, key_version = ?, previous_digest = ?, \
+                 previous_key_version = ?, previous_valid_until = ?, \
+                 last_used_at = max(coalesce(?, last_used_at), coalesce(last_used_at, ?)), \
+                 version = version + 1 \
+                 WHERE id = ? AND version = ?"
+            ),
+            exists: format!("SELECT 1 FROM {tokens} WHERE id = ?"),
+            delete_scopes: format!("DELETE FROM {scopes} WHERE token_id = ?"),
+            delete_projects: format!("DELETE FROM {projects} WHERE token_id = ?"),
+            delete: format!("DELETE FROM {tokens} WHERE id = ?"),
+            touch: format!(
+                "UPDATE {tokens} SET last_used_at = ?1 \
+                 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"
+            ),
+            migrations: format!("{p}schema_migrations"),
+            projects,
+        }
+    }
+}
+
+impl SqliteStore {
+    /// A store over `pool`, with the default table prefix `keygate_`.
+    ///
+    /// For concurrent writers the pool's connections should use WAL mode and a busy
+    /// timeout, as [`connect`](Self::connect) sets up.
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteStore {
+            pool,
+            prefix: DEFAULT_TABLE_PREFIX.into(),
+            sql: Arc::new(Statements::new(DEFAULT_TABLE_PREFIX)),
+        }
+    }
+
+    /// Opens (creating it if missing) the SQLite database at `url` (`sqlite:path` or
+    /// `sqlite://path`), in WAL mode with a [`BUSY_TIMEOUT`], and makes a store over it.
+    ///
+    /// An in-memory database (`sqlite::memory:`) lives in one connection, so its pool
+    /// holds exactly one connection, kept open for the pool's lifetime.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(StoreError::backend)?;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(BUSY_TIMEOUT)
+                .connect_with(options.busy_timeout(BUSY_TIMEOUT).foreign_keys(true))
+                .await
+                .map_err(StoreError::backend)?;
+            return Ok(Self::new(pool));
+        }
+        Self::connect_with(options).await
+    }
+
+    /// Like [`connect`](Self::connect), for a file path.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::connect_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::new(pool))
+    }
+
+    /// Uses `prefix` for keygate's table names instead of `keygate_` (e.g. `tenant_a_`).
+    ///
+    /// The prefix is up to 40 characters from `a-z`, `0-9` and `_`, starting with a letter
+    /// or `_` (or empty); anything else is refused, so a prefix can never inject SQL.
+    pub fn with_table_prefix(mut self, prefix: &str) -> Result<Self, Error> {
+        check_ident(prefix, true).map_err(|reason| Error::InvalidField {
+            field: "table prefix",
+            reason,
+        })?;
+        self.prefix = prefix.into();
+        self.sql = Arc::new(Statements::new(prefix));
+        Ok(self)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The table prefix.
+    pub fn table_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Creates or upgrades keygate's tables: applies, in order and in one transaction, the
+    /// embedded migrations the database has not recorded in `{prefix}schema_migrations`.
+    /// Idempotent, and safe to run from several processes at once.
+    ///
+    /// Refuses (changing nothing) a database whose recorded version is newer than this
+    /// build knows.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)?;
+        let table = &self.sql.migrations;
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version INTEGER NOT NULL PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+        let current: Option<i64> = sqlx::query_scalar(&format!("SELECT max(version) FROM {table}"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        let current = current.unwrap_or(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(newer_schema(current, known));
+        }
+        for m in MIGRATIONS {
+            if m.version <= current {
+                continue;
+            }
+            let sql = m.sql.replace("{prefix}", &self.prefix);
+            // No arguments: the statements of the migration run as one script.
+            sqlx::Executor::execute(&mut *tx, sql.as_str())
+                .await
+                .map_err(StoreError::backend)?;
+            sqlx::query(&format!(
+                "INSERT INTO {table} (version, name, applied_at) VALUES (?, ?, ?)"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        }
+        tx.commit().await.map_err(StoreError::backend)
+    }
+
+    /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
+    async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
+        match sqlx::query(&self.sql.exists)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(e) => StoreError::backend(e),
+        }
+    }
+
+    async fn write_children(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        record: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        for scope in record.scopes.iter() {
+            sqlx::query(&self.sql.insert_scope)
+                .bind(record.id.as_str())
+                .bind(scope.as_str())
+                .bind(micros(record.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        if let Projects::Only(set) = &record.projects {
+            for project in set {
+                sqlx::query(&self.sql.insert_project)
+                    .bind(record.id.as_str())
+                    .bind(project.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| bad_row(column))
+}
+
+fn opt_from_micros(
+    v: Option<i64>,
+    column: &'static str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(|v| from_micros(v, column)).transpose()
+}
+
+fn col<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column).map_err(|_| bad_row(column))
+}
+
+fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
+    Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
+}
+
+fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    let id = TokenId::new(col::<&str>(row, "id")?).map_err(|_| bad_row("id"))?;
+    let status =
+        TokenStatus::from_str(col::<&str>(row, "status")?).map_err(|_| bad_row("status"))?;
+    let scopes: Json<Vec<String>> = col(row, "scopes")?;
+    let scopes = scopes
+        .0
+        .iter()
+        .map(Scope::new)
+        .collect::<Result<ScopeSet, _>>()
+        .map_err(|_| bad_row("scope"))?;
+    let projects = if col::<i64>(row, "all_projects")? != 0 {
+        Projects::All
+    } else {
+        let list: Json<Vec<String>> = col(row, "projects")?;
+        Projects::Only(
+            list.0
+                .iter()
+                .map(ProjectId::new)
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|_| bad_row("project"))?,
+        )
+    };
+    let metadata: Json<std::collections::BTreeMap<String, String>> = col(row, "metadata")?;
+    let digest = StoredDigest {
+        digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
+        key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
+    };
+    let previous = match (
+        col::<Option<&[u8]>>(row, "previous_digest")?,
+        col::<Option<i64>>(row, "previous_key_version")?,
+        col::<Option<i64>>(row, "previous_valid_until")?,
+    ) {
+        (None, None, None) => None,
+        (Some(d), Some(k), Some(until)) => Some(PreviousSecret {
+            digest: StoredDigest {
+                digest: digest_of(d, "previous_digest")?,
+                key_version: key_version_from_i64(k, "previous_key_version")?,
+            },
+            valid_until: from_micros(until, "previous_valid_until")?,
+        }),
+        _ => return Err(bad_row("previous_digest")),
+    };
+    Ok(TokenRecord {
+        id,
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        owner: col(row, "owner")?,
+        created_by: col(row, "created_by")?,
+        created_at: from_micros(col(row, "created_at")?, "created_at")?,
+        updated_at: from_micros(col(row, "updated_at")?, "updated_at")?,
+        expiry: Expiry::from(opt_from_micros(col(row, "expires_at")?, "expires_at")?),
+        status,
+        scopes,
+        projects,
+        metadata: metadata.0,
+        digest,
+        previous: previous.map(Box::new),
+        last_used_at: opt_from_micros(col(row, "last_used_at")?, "last_used_at")?,
+        version: version_from_i64(col(row, "version")?)?,
+    })
+}
+
+/// Binds the record's columns in the order of `insert` (without `id` first when
+/// `with_id` is false, for `update`).
+fn bind_record<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    r: &'q TokenRecord,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let previous = r.previous.as_ref();
+    q = q
+        .bind(r.name.as_str())
+        .bind(r.description.as_str())
+        .bind(r.owner.as_str())
+        .bind(r.created_by.as_str())
+        .bind(micros(r.created_at))
+        .bind(micros(r.updated_at))
+        .bind(r.expiry.at().map(micros))
+        .bind(r.status.as_str())
+        .bind(matches!(r.projects, Projects::All) as i64)
+        .bind(Json(&r.metadata))
+        .bind(&r.digest.digest.as_bytes()[..])
+        .bind(i64::from(r.digest.key_version))
+        .bind(previous.map(|p| &p.digest.digest.as_bytes()[..]))
+        .bind(previous.map(|p| i64::from(p.digest.key_version)))
+        .bind(previous.map(|p| micros(p.valid_until)));
+    q
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let version = version_to_i64(record.version)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)?;
+        let q = sqlx::query(&self.sql.insert).bind(record.id.as_str());
+        bind_record(q, record)
+            .bind(record.last_used_at.map(micros))
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(insert_error)?;
+        self.write_children(&mut tx, record).await?;
+        tx.commit().await.map_err(StoreError::backend)
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let row = sqlx::query(&self.sql.get)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|r| decode(&r).map(Arc::new)).transpose()
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+        let Ok(expected) = i64::try_from(record.version) else {
+            // No stored version is this large: it cannot match.
+            return Err(self.conflict_or_not_found(&record.id).await);
+        };
+        let new_version = record.version + 1;
+        version_to_i64(new_version)?;
+        let last_used = record.last_used_at.map(micros);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)?;
+        let q = sqlx::query(&self.sql.update);
+        let done = bind_record(q, record)
+            .bind(last_used)
+            .bind(last_used)
+            .bind(record.id.as_str())
+            .bind(expected)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        if done.rows_affected() == 0 {
+            // Only the error path reads again, to tell the two failures apart.
+            let exists = sqlx::query(&self.sql.exists)
+                .bind(record.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?
+                .is_some();
+            return Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        for stmt in [&self.sql.delete_scopes, &self.sql.delete_projects] {
+            sqlx::query(stmt)
+                .bind(record.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        self.write_children(&mut tx, record).await?;
+        tx.commit().await.map_err(StoreError::backend)?;
+        Ok(new_version)
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)?;
+        for stmt in [&self.sql.delete_scopes, &self.sql.delete_projects] {
+            sqlx::query(stmt)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        let done = sqlx::query(&self.sql.delete)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        tx.commit().await.map_err(StoreError::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+        let limit = page.effective_limit();
+        // The listing order's columns: the scope row's copy when listing by scope.
+        let (mut q, order) = match &filter.scope {
+            Some(scope) => {
+                let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list_by_scope);
+                q.push(" WHERE s.scope = ").push_bind(scope.as_str());
+                (q, ("s.created_at", "s.token_id"))
+            }
+            None => {
+                let mut q = QueryBuilder::<Sqlite>::new(&self.sql.list);
+                q.push(" WHERE 1 = 1");
+                (q, ("t.created_at", "t.id"))
+            }
+        };
+        if let Some(text) = &filter.name_contains {
+            // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
+            q.push(" AND t.name LIKE ")
+                .push_bind(contains_pattern(text))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(owner) = &filter.owner {
+            q.push(" AND t.owner = ").push_bind(owner.as_str());
+        }
+        if let Some(creator) = &filter.created_by {
+            q.push(" AND t.created_by = ").push_bind(creator.as_str());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND t.status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = filter.expires_before {
+            q.push(" AND t.expires_at < ").push_bind(micros(before));
+        }
+        if let Some(after) = filter.expires_after {
+            q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+                .push_bind(micros(after))
+                .push(")");
+        }
+        if let Some(project) = &filter.project {
+            q.push(" AND (t.all_projects = 1 OR t.id IN (SELECT token_id FROM ")
+                .push(&self.sql.projects)
+                .push(" WHERE project = ")
+                .push_bind(project.as_str())
+                .push("))");
+        }
+        if let Some(Cursor { created_at, id }) = &page.after {
+            q.push(format_args!(" AND ({}, {}) < (", order.0, order.1))
+                .push_bind(micros(*created_at))
+                .push(", ")
+                .push_bind(id.as_str())
+                .push(")");
+        }
+        q.push(format_args!(
+            " ORDER BY {} DESC, {} DESC LIMIT ",
+            order.0, order.1
+        ))
+        .push_bind(limit as i64 + 1)
+        .push(") ORDER BY o.created_at DESC, o.id DESC");
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        let more = rows.len() > limit;
+        let items = rows
+            .iter()
+            .take(limit)
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            items.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.touch)
+            .bind(micros(at))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn prefixes_are_validated() {
+        let pool = SqlitePoolOptions::new().connect_lazy_with(SqliteConnectOptions::new());
+        let store = SqliteStore::new(pool);
+        assert_eq!(store.table_prefix(), "keygate_");
+        assert!(store.clone().with_table_prefix("a\"; drop").is_err());
+        assert!(store.clone().with_table_prefix("Upper_").is_err());
+        let s = store.with_table_prefix("tenant_a_").expect("valid prefix");
+        assert_eq!(s.sql.migrations, "tenant_a_schema_migrations");
+        assert!(s.sql.get.contains("FROM tenant_a_tokens o"));
+    }
+}

@@ -1,0 +1,329 @@
+//! What the SQL stores share: identifier validation, migrations, LIKE escaping, row
+//! decoding errors, and [`SqlStore`] / [`connect`], which pick a backend by URL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Page, PageRequest, TokenFilter, TokenStore};
+use crate::error::{Error, StoreError};
+use crate::record::TokenRecord;
+use crate::token::TokenId;
+
+/// Longest table prefix or schema name accepted.
+pub(crate) const MAX_IDENT_LEN: usize = 40;
+
+/// Accepts `[a-z_][a-z0-9_]*` up to [`MAX_IDENT_LEN`] bytes (and, if `allow_empty`, the
+/// empty string). Such a name needs no quoting and cannot inject SQL, which is why schema
+/// names and table prefixes are restricted to it.
+pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return if allow_empty {
+            Ok(())
+        } else {
+            Err("must not be empty")
+        };
+    }
+    if value.len() > MAX_IDENT_LEN {
+        return Err("must be at most 40 characters");
+    }
+    let mut bytes = value.bytes();
+    if !bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err("must start with a lower-case letter or `_`");
+    }
+    if !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err("only lower-case letters, digits and `_` are allowed");
+    }
+    Ok(())
+}
+
+/// One embedded, versioned migration. `sql` holds a placeholder for the table prefix or
+/// schema, replaced by a validated identifier before it runs.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+/// The database records a schema version this build does not know: refuse to touch it.
+pub(crate) fn newer_schema(found: i64, known: i64) -> StoreError {
+    StoreError::backend(SchemaError(format!(
+        "the database holds keygate schema version {found}, newer than the {known} this \
+         build knows; upgrade keygate"
+    )))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SchemaError(String);
+
+/// A stored row that does not decode into a [`TokenRecord`] (corrupt or foreign data).
+/// Names the column, never its value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid token row: column `{0}` holds a value keygate cannot read")]
+pub(crate) struct RowError(pub(crate) &'static str);
+
+pub(crate) fn bad_row(column: &'static str) -> StoreError {
+    StoreError::backend(RowError(column))
+}
+
+/// A value keygate cannot store (out of the database's integer range).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store token: `{0}` is out of range")]
+pub(crate) struct RangeError(pub(crate) &'static str);
+
+pub(crate) fn version_to_i64(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::backend(RangeError("version")))
+}
+
+pub(crate) fn version_from_i64(version: i64) -> Result<u64, StoreError> {
+    u64::try_from(version).map_err(|_| bad_row("version"))
+}
+
+pub(crate) fn key_version_from_i64(version: i64, column: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(version).map_err(|_| bad_row(column))
+}
+
+/// A `LIKE` pattern (with `ESCAPE '\'`) matching names that contain `needle`, the needle
+/// folded to ASCII lower case. `%`, `_` and `\` in the needle match themselves.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c.to_ascii_lowercase());
+    }
+    p.push('%');
+    p
+}
+
+/// Maps a sqlx error from an insert: a unique violation is [`StoreError::AlreadyExists`],
+/// anything else a backend error keeping its source.
+pub(crate) fn insert_error(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::AlreadyExists,
+        _ => StoreError::backend(e),
+    }
+}
+
+/// A SQL store chosen at run time by [`SqlStore::connect`].
+///
+/// Implements [`TokenStore`] by delegating to the backend; match on it to reach
+/// backend-specific API such as
+/// [`PostgresStore::spawn_invalidation_listener`](crate::store::postgres::PostgresStore::spawn_invalidation_listener).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SqlStore {
+    /// A SQLite database.
+    #[cfg(feature = "sqlite")]
+    Sqlite(super::sqlite::SqliteStore),
+    /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(super::postgres::PostgresStore),
+}
+
+/// Which backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn backend_of(url: &str) -> Result<Backend, Error> {
+    if url.starts_with("sqlite:") {
+        return Ok(Backend::Sqlite);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Backend::Postgres);
+    }
+    // `scheme:` per RFC 3986 (two or more characters, so `C:\...` stays a path).
+    let scheme = url.split_once(':').map(|(s, _)| s).filter(|s| {
+        s.len() > 1
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match scheme {
+        Some(_) => Err(Error::InvalidConfig(
+            "unsupported database URL scheme: use sqlite:, postgres:// or a file path",
+        )),
+        None if url.trim().is_empty() => Err(Error::InvalidConfig("empty database URL")),
+        None => Ok(Backend::Sqlite),
+    }
+}
+
+impl SqlStore {
+    /// Connects to the database `url` names and applies keygate's migrations.
+    ///
+    /// - `sqlite:path`, `sqlite://path` or a plain file path: SQLite
+    ///   ([`SqliteStore::connect`](crate::store::sqlite::SqliteStore::connect): the file is
+    ///   created if missing, WAL mode, busy timeout);
+    /// - `postgres://...` or `postgresql://...`: PostgreSQL
+    ///   ([`PostgresStore::connect`](crate::store::postgres::PostgresStore::connect), tables in
+    ///   the `public` schema).
+    ///
+    /// Fails with [`Error::InvalidConfig`] for another scheme or a backend whose feature is
+    /// not compiled in, and with [`Error::Store`] if the database cannot be reached or
+    /// migrated. The URL (which may hold a password) is never put into an error.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        match backend_of(url)? {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                let store = if url.starts_with("sqlite:") {
+                    super::sqlite::SqliteStore::connect(url).await?
+                } else {
+                    super::sqlite::SqliteStore::open(std::path::Path::new(url)).await?
+                };
+                store.migrate().await?;
+                Ok(SqlStore::Sqlite(store))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Backend::Sqlite => Err(Error::InvalidConfig(
+                "a SQLite database URL needs keygate's `sqlite` feature",
+            )),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                let store = super::postgres::PostgresStore::connect(url).await?;
+                store.migrate().await?;
+                Ok(SqlStore::Postgres(store))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Backend::Postgres => Err(Error::InvalidConfig(
+                "a PostgreSQL database URL needs keygate's `postgres` feature",
+            )),
+        }
+    }
+
+    /// Keeps `manager`'s verification cache in step with other instances: for PostgreSQL,
+    /// starts [`PostgresStore::spawn_invalidation_listener`](crate::store::postgres::PostgresStore::spawn_invalidation_listener)
+    /// and returns its handle (keep it: dropping it stops the listener); for SQLite, which
+    /// serves one instance, returns `Ok(None)`.
+    #[cfg(feature = "postgres")]
+    pub async fn spawn_invalidation_listener(
+        &self,
+        manager: crate::TokenManager,
+    ) -> Result<Option<super::postgres::ListenerHandle>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(_) => {
+                let _ = manager;
+                Ok(None)
+            }
+            SqlStore::Postgres(s) => s.spawn_invalidation_listener(manager).await.map(Some),
+        }
+    }
+
+    fn inner(&self) -> &dyn TokenStore {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(s) => s,
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(s) => s,
+        }
+    }
+}
+
+/// Connects to the database `url` names, applies keygate's migrations, and returns the
+/// store ready for [`TokenManager::builder`](crate::TokenManager::builder).
+///
+/// See [`SqlStore::connect`] for the accepted URLs and errors; use it instead when you need
+/// the backend, e.g. to start the PostgreSQL invalidation listener.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), keygate::Error> {
+/// let url = std::env::var("KEYGATE_DATABASE_URL").unwrap_or_else(|_| "keygate.db".into());
+/// let store = keygate::store::connect(&url).await?;
+/// let manager = keygate::TokenManager::builder(store)
+///     .server_key(keygate::ServerKey::generate())
+///     .build()?;
+/// # let _ = manager;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn TokenStore>, Error> {
+    Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.inner().insert(record).await
+    }
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.inner().get(id).await
+    }
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+        self.inner().update(record).await
+    }
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        self.inner().delete(id).await
+    }
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+        self.inner().list(filter, page).await
+    }
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner().touch(id, at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_restricted() {
+        for ok in ["keygate_", "a", "_x1", "tenant_42_"] {
+            assert_eq!(check_ident(ok, false), Ok(()), "{ok}");
+        }
+        assert_eq!(check_ident("", true), Ok(()));
+        for bad in [
+            "",
+            "1abc",
+            "Keygate",
+            "a-b",
+            "a b",
+            "x\"; drop table t; --",
+            "é",
+            &"a".repeat(41),
+        ] {
+            assert!(check_ident(bad, false).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(contains_pattern("Deploy"), "%deploy%");
+        assert_eq!(contains_pattern("_1"), "%\\_1%");
+        assert_eq!(contains_pattern("50%"), "%50\\%%");
+        assert_eq!(contains_pattern("a\\b"), "%a\\\\b%");
+        assert_eq!(contains_pattern("Ä"), "%Ä%");
+    }
+
+    #[test]
+    fn backends_by_url() {
+        assert_eq!(backend_of("sqlite:keygate.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(backend_of("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(backend_of("keygate.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(backend_of("/var/lib/k.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(backend_of("C:\\data\\k.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            backend_of("postgres://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            backend_of("postgresql://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(matches!(
+            backend_of("mysql://u@h/db"),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(backend_of(""), Err(Error::InvalidConfig(_))));
+    }
+}

@@ -1,0 +1,320 @@
+//! The SQLite store passes the conformance suite on a real database file, directly and
+//! through `Arc<dyn TokenStore>`, and its table prefix, migrations and error handling do
+//! what they promise.
+#![cfg(all(feature = "sqlite", feature = "test-util"))]
+#![allow(clippy::expect_used, reason = "test helpers panic on setup failure")]
+
+use std::sync::Arc;
+
+use keygate::store::SqlStore;
+use keygate::testing::sample_record;
+use keygate::{
+    IssueRequest, ServerKey, SqliteStore, StoreError, TokenFilter, TokenManager, TokenStore,
+    VerifyError,
+};
+
+async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
+    let url = format!("sqlite:{}", dir.path().join("keygate.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    keygate::testing::run_all(Arc::new(store_in(&dir).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms_as_dyn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn TokenStore> = Arc::new(store_in(&dir).await);
+    keygate::testing::run_all(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_creates_the_file_and_migrate_is_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = SqlStore::connect(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("connect a plain path");
+    assert!(path.exists(), "connect must create the database file");
+    assert!(matches!(store, SqlStore::Sqlite(_)));
+    let SqlStore::Sqlite(sqlite) = store else {
+        unreachable!()
+    };
+    sqlite.migrate().await.expect("second migrate is a no-op");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keygate_schema_migrations ORDER BY version")
+            .fetch_all(sqlite.pool())
+            .await
+            .expect("read versions");
+    assert_eq!(versions, vec![1]);
+    // WAL mode, for concurrent readers and a writer.
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(sqlite.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prefixes_coexist_in_one_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = store_in(&dir).await;
+    let b = a.clone().with_table_prefix("tenant_b_").expect("prefix");
+    b.migrate().await.expect("migrate b");
+    let ra = sample_record("alice", 1, chrono::Utc::now());
+    let rb = sample_record("alice", 2, chrono::Utc::now());
+    a.insert(&ra).await.expect("insert a");
+    b.insert(&rb).await.expect("insert b");
+    assert!(a.get(&ra.id).await.expect("get").is_some());
+    assert!(a.get(&rb.id).await.expect("get").is_none());
+    assert!(b.get(&rb.id).await.expect("get").is_some());
+    assert!(b.get(&ra.id).await.expect("get").is_none());
+    let listed = b
+        .list(&TokenFilter::new().owner("alice"), &Default::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    // The same id may exist under both prefixes.
+    let mut same = rb.clone();
+    same.id = ra.id.clone();
+    b.insert(&same).await.expect("same id under another prefix");
+    // And the prefixed store passes the whole suite too.
+    keygate::testing::run_all(Arc::new(b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_prefix_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    for bad in [
+        "x; DROP TABLE keygate_tokens; --",
+        "Tenant",
+        "1abc",
+        "a-b",
+        "a\"b",
+    ] {
+        assert!(
+            store.clone().with_table_prefix(bad).is_err(),
+            "{bad:?} must be refused"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    sqlx::query("INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)")
+        .execute(store.pool())
+        .await
+        .expect("record a future version");
+    let err = store
+        .migrate()
+        .await
+        .expect_err("a newer schema must be refused");
+    assert!(matches!(err, StoreError::Backend(_)));
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.to_string().contains("newer")),
+        "the error must say why: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plaintext_is_stored_and_digests_are_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let issued = manager
+        .issue(IssueRequest::new("ci", "alice"))
+        .await
+        .expect("issue");
+    let token = issued.expose_secret().to_owned();
+    let secret_part = &token[token.len() - 20..];
+    let dump: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT name || description || owner || created_by || metadata, digest FROM keygate_tokens",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("dump");
+    assert_eq!(dump.len(), 1);
+    assert!(!dump[0].0.contains(secret_part));
+    assert_eq!(dump[0].1.len(), 32, "the digest is stored as 32 raw bytes");
+    let file = std::fs::read(dir.path().join("keygate.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("keygate.db-wal")).unwrap_or_default();
+    for bytes in [file, wal] {
+        assert!(
+            !bytes
+                .windows(secret_part.len())
+                .any(|w| w == secret_part.as_bytes()),
+            "the plaintext secret must not be anywhere in the database files"
+        );
+    }
+    assert!(manager.verify(&token).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let corruptions = [
+        "INSERT INTO keygate_token_scopes (token_id, scope, created_at) VALUES (?, 'not a scope!', 0)",
+        "INSERT INTO keygate_token_projects (token_id, project) VALUES (?, 'Bad Project')",
+        "UPDATE keygate_tokens SET all_projects = 0, metadata = '{not json' WHERE id = ?",
+        "UPDATE keygate_tokens SET version = -1 WHERE id = ?",
+        "UPDATE keygate_tokens SET created_at = 9223372036854775807 WHERE id = ?",
+    ];
+    for (i, corruption) in corruptions.into_iter().enumerate() {
+        let owner = format!("owner-{i}");
+        let mut req = IssueRequest::new("ci", owner.as_str());
+        if i == 1 {
+            req = req.projects(keygate::Projects::only(["alpha"]).expect("projects"));
+        }
+        let issued = manager.issue(req).await.expect("issue");
+        sqlx::query(corruption)
+            .bind(issued.id().as_str())
+            .execute(store.pool())
+            .await
+            .expect(corruption);
+        let got = manager.verify(issued.expose_secret()).await;
+        assert!(
+            matches!(got, Err(VerifyError::Store(StoreError::Backend(_)))),
+            "{corruption}: verify must fail closed with a store error, got {got:?}"
+        );
+        let listed = store
+            .list(&TokenFilter::new().owner(owner), &Default::default())
+            .await;
+        assert!(
+            matches!(listed, Err(StoreError::Backend(_))),
+            "{corruption}: list must report the bad row, got {listed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pool_fails_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let issued = manager
+        .issue(IssueRequest::new("ci", "alice"))
+        .await
+        .expect("issue");
+    store.pool().close().await;
+    let got = manager.verify(issued.expose_secret()).await;
+    assert!(
+        matches!(&got, Err(VerifyError::Store(StoreError::Backend(e))) if e.is::<sqlx::Error>()),
+        "a closed pool must be a store error keeping its sqlx source, got {got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_version_is_a_conflict_or_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let mut r = sample_record("alice", 1, chrono::Utc::now());
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::NotFound)));
+    r.version = 1;
+    store.insert(&r).await.expect("insert");
+    r.version = u64::MAX;
+    assert!(matches!(store.update(&r).await, Err(StoreError::Conflict)));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_store_needs_no_listener_for_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqlStore::Sqlite(store_in(&dir).await);
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let handle = store
+        .spawn_invalidation_listener(manager)
+        .await
+        .expect("no-op");
+    assert!(handle.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_database_keeps_its_tables() {
+    let store = SqlStore::connect("sqlite::memory:").await.expect("connect");
+    let manager = TokenManager::builder(store)
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    // Concurrent use must see the migrated tables (one shared connection).
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let m = manager.clone();
+        handles.push(tokio::spawn(async move {
+            let t = m
+                .issue(IssueRequest::new(format!("t{i}"), "alice"))
+                .await
+                .expect("issue");
+            m.verify(t.expose_secret()).await.expect("verify");
+        }));
+    }
+    for h in handles {
+        h.await.expect("join");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_listings_page_in_order_and_follow_updates() {
+    use chrono::Duration;
+    use keygate::{PageRequest, Scope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let t0 = chrono::Utc::now() - Duration::hours(1);
+    let t0 = t0 - Duration::nanoseconds(i64::from(t0.timestamp_subsec_nanos() % 1000));
+    let scope = Scope::new("reports:read").expect("scope");
+    let mut records = Vec::new();
+    for i in 0..13 {
+        // Pairs share an instant, to exercise the id tie-break across pages.
+        let mut r = sample_record("alice", i, t0 + Duration::seconds((i / 2) as i64));
+        if i % 4 != 3 {
+            r.scopes = [scope.clone()].into_iter().collect();
+        }
+        store.insert(&r).await.expect("insert");
+        records.push(r);
+    }
+    // Moving a record's created_at moves it in the scope listing too.
+    let mut moved = records[0].clone();
+    moved.created_at = t0 + Duration::minutes(30);
+    store.update(&moved).await.expect("update");
+    moved.version += 1;
+    records[0] = moved;
+    let filter = TokenFilter::new().owner("alice").scope(scope);
+    let mut expected: Vec<_> = records.iter().filter(|r| filter.matches(r)).collect();
+    expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let expected: Vec<_> = expected.iter().map(|r| r.id.clone()).collect();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let got = store.list(&filter, &page).await.expect("list");
+        seen.extend(got.items.iter().map(|r| r.id.clone()));
+        match got.next {
+            Some(c) => page = page.next(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(expected.first(), Some(&records[0].id));
+}
