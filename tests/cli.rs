@@ -171,7 +171,6 @@ fn lifecycle(cli: &Cli) {
         v["scopes"],
         serde_json::json!(["builds:*", "projects:read"])
     );
-    assert!(v["last_used_at"].is_string(), "a verification is a use");
     assert!(!run.stdout.contains(&deploy), "the token is never echoed");
 
     // list: table and JSON, with filters.
@@ -584,6 +583,25 @@ fn unreachable_database_is_exit_3() {
     Cli::sqlite(std::path::Path::new("/nonexistent-dir/keygate.db"))
         .run(&["migrate"])
         .expect_failure(STORE, "database unreachable");
+}
+
+#[test]
+fn expired_tokens_are_shown_as_expired_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    let token = cli.create_token("short", &["--id", "short", "--expires", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let run = cli.run(&["token", "list"]).expect_code(OK);
+    let row = run.stdout.lines().nth(1).unwrap();
+    assert!(row.contains(" expired "), "{row}");
+    let shown = json(
+        &cli.run(&["token", "show", "short", "--json"])
+            .expect_code(OK),
+    );
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["expired"], true);
+    cli.verify(&token).expect_failure(INVALID, "expired");
 }
 
 // ----- options, keys, help, output ----------------------------------------------------------

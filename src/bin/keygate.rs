@@ -175,6 +175,11 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
     let manager = ctx.open(true).await?;
     let issued = manager.issue(req).await.map_err(Failure::from_error)?;
     let id = issued.id().clone();
+    let expires = issued
+        .record()
+        .expiry
+        .at()
+        .map_or_else(|| "never".to_owned(), output::instant);
     if let Err(failure) = output::line("the token", issued.expose_secret()) {
         // Nobody received the token: remove it rather than leave an unknown credential.
         drop(issued);
@@ -187,11 +192,6 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
         };
         return Err(Failure::new(failure.code(), format!("{failure}; {undo}")));
     }
-    let r = manager.get(&id).await.ok();
-    let expires = r
-        .as_ref()
-        .and_then(|r| r.expiry.at())
-        .map_or_else(|| "never".to_owned(), output::instant);
     eprintln!("keygate: created token `{id}` (expires: {expires}); it is shown once, store it now");
     Ok(EXIT_OK)
 }
@@ -426,7 +426,7 @@ async fn verify(ctx: &Context<'_>, json: bool) -> Result<u8, Failure> {
         }
     };
     drop(token);
-    let now = manager.now();
+    let now = chrono::SubsecRound::trunc_subsecs(manager.now(), 6);
     // A verification is a use: record it now rather than leave it to a background write
     // the process may not wait for.
     manager
@@ -434,7 +434,9 @@ async fn verify(ctx: &Context<'_>, json: bool) -> Result<u8, Failure> {
         .touch(verified.id(), now)
         .await
         .map_err(Failure::store)?;
-    let r = verified.record();
+    let mut r = verified.record().clone();
+    r.last_used_at = r.last_used_at.max(Some(now));
+    let r = &r;
     if json {
         let mut v = output::record_json(r, now);
         if let Some(obj) = v.as_object_mut() {
