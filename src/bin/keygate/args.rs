@@ -36,6 +36,7 @@ pub(crate) struct Cli {
         env = "KEYGATE_DATABASE_URL",
         hide_env_values = true,
         global = true,
+        help_heading = "Global options",
         value_name = "URL"
     )]
     pub(crate) database_url: Option<String>,
@@ -45,6 +46,7 @@ pub(crate) struct Cli {
         long,
         env = "KEYGATE_DATABASE_SCHEMA",
         global = true,
+        help_heading = "Global options",
         value_name = "SCHEMA"
     )]
     pub(crate) schema: Option<String>,
@@ -55,6 +57,7 @@ pub(crate) struct Cli {
         env = "KEYGATE_TOKEN_PREFIX",
         default_value = "kg",
         global = true,
+        help_heading = "Global options",
         value_name = "PREFIX"
     )]
     pub(crate) token_prefix: String,
@@ -65,6 +68,7 @@ pub(crate) struct Cli {
         env = "KEYGATE_PEPPER_VERSION",
         default_value_t = 1,
         global = true,
+        help_heading = "Global options",
         value_name = "N"
     )]
     pub(crate) pepper_version: u32,
