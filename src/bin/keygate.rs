@@ -1,0 +1,460 @@
+//! `keygate`: bootstrap admin tokens and manage keygate API tokens from a shell, directly
+//! in their store (SQLite or PostgreSQL). Run `keygate --help` for the commands, the
+//! environment variables and the exit codes.
+//!
+//! stdout carries only the result (a token, a key, a table or JSON); every message goes to
+//! stderr. Tokens are never read from arguments and never written to stderr; the server key
+//! is printed only by `keygate pepper generate`.
+
+#[path = "keygate/args.rs"]
+mod args;
+#[path = "keygate/db.rs"]
+mod db;
+#[path = "keygate/fail.rs"]
+mod fail;
+#[path = "keygate/output.rs"]
+mod output;
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::Parser;
+use keygate::{
+    IssueRequest, Keyring, PageRequest, Projects, RotateRequest, Scope, ScopeSet, ServerKey,
+    TokenFilter, TokenId, TokenManager, TokenStatus, TokenStore, VerifyError,
+};
+use zeroize::Zeroizing;
+
+use args::{Cli, Command, CreateArgs, IdsArgs, ListArgs, PepperCommand, RotateArgs, TokenCommand};
+use db::Location;
+use fail::{EXIT_INVALID, EXIT_OK, Failure};
+
+/// `created_by` of every token the command line creates.
+const CREATED_BY: &str = "cli";
+
+/// Longest line `token verify` reads (a token is far shorter; longer input is not one).
+const MAX_TOKEN_LINE: u64 = 1024;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Failure::new(fail::EXIT_STORE, format!("cannot start the runtime: {e}"))
+                .report();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let ctx = Context {
+        location: cli.database_url.as_deref(),
+        schema: cli.schema.as_deref(),
+        prefix: &cli.token_prefix,
+        pepper_version: cli.pepper_version,
+    };
+    match cli.command {
+        Command::Pepper(PepperCommand::Generate) => {
+            output::line("the server key", &ServerKey::generate().expose_hex())?;
+            Ok(EXIT_OK)
+        }
+        Command::Migrate => {
+            ctx.location()?.migrate().await?;
+            eprintln!("keygate: the database is migrated");
+            Ok(EXIT_OK)
+        }
+        Command::Token(cmd) => token(&ctx, cmd).await,
+    }
+}
+
+/// The global options.
+struct Context<'a> {
+    location: Option<&'a str>,
+    schema: Option<&'a str>,
+    prefix: &'a str,
+    pepper_version: u32,
+}
+
+impl Context<'_> {
+    fn location(&self) -> Result<Location, Failure> {
+        Location::parse(self.location, self.schema)
+    }
+
+    /// The keyring from `KEYGATE_PEPPER`, for commands that compute digests.
+    fn keyring(&self) -> Result<Keyring, Failure> {
+        let text = match std::env::var("KEYGATE_PEPPER") {
+            Ok(text) if !text.trim().is_empty() => Zeroizing::new(text),
+            Ok(_) | Err(std::env::VarError::NotPresent) => {
+                return Err(Failure::usage(
+                    "KEYGATE_PEPPER is not set: set it to the service's server key \
+                     (create one with `keygate pepper generate`)",
+                ));
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Failure::usage("KEYGATE_PEPPER is not valid UTF-8"));
+            }
+        };
+        let key =
+            ServerKey::decode(&text).map_err(|e| Failure::usage(format!("KEYGATE_PEPPER: {e}")))?;
+        Ok(Keyring::new(self.pepper_version, key))
+    }
+
+    /// A manager over `store`. Commands that compute no digest (list, show, status
+    /// changes, delete) need no server key and get a throwaway one, so that an operator can
+    /// disable or revoke tokens without holding the pepper.
+    fn manager(
+        &self,
+        store: std::sync::Arc<dyn TokenStore>,
+        keyring: Option<Keyring>,
+    ) -> Result<TokenManager, Failure> {
+        let keyring =
+            keyring.unwrap_or_else(|| Keyring::new(self.pepper_version, ServerKey::generate()));
+        TokenManager::builder(store)
+            .keyring(keyring)
+            .prefix(self.prefix)
+            .build()
+            .map_err(Failure::from_error)
+    }
+
+    /// Checks the inputs, then connects: bad input fails before the database is touched.
+    async fn open(&self, needs_pepper: bool) -> Result<TokenManager, Failure> {
+        let location = self.location()?;
+        let keyring = if needs_pepper {
+            Some(self.keyring()?)
+        } else {
+            None
+        };
+        keygate::TokenFormat::new(self.prefix)
+            .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
+        let store = location.open().await?;
+        self.manager(store, keyring)
+    }
+}
+
+async fn token(ctx: &Context<'_>, cmd: TokenCommand) -> Result<u8, Failure> {
+    match cmd {
+        TokenCommand::Create(a) => create(ctx, a).await,
+        TokenCommand::List(a) => list(ctx, a).await,
+        TokenCommand::Show { id, json } => show(ctx, &id, json).await,
+        TokenCommand::Rotate(a) => rotate(ctx, a).await,
+        TokenCommand::Disable(a) => set_status(ctx, a, TokenStatus::Disabled).await,
+        TokenCommand::Enable(a) => set_status(ctx, a, TokenStatus::Active).await,
+        TokenCommand::Revoke(a) => set_status(ctx, a, TokenStatus::Revoked).await,
+        TokenCommand::Delete(a) => delete(ctx, a).await,
+        TokenCommand::Verify { json } => verify(ctx, json).await,
+    }
+}
+
+async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
+    let scopes: ScopeSet = if a.admin {
+        [Scope::admin()].into_iter().collect()
+    } else {
+        a.scopes.into_iter().collect()
+    };
+    let projects = if a.projects.is_empty() {
+        Projects::All
+    } else {
+        Projects::Only(a.projects.into_iter().collect())
+    };
+    let mut req = IssueRequest::new(a.name, a.owner)
+        .description(a.description)
+        .created_by(CREATED_BY)
+        .scopes(scopes)
+        .projects(projects)
+        .expiry(a.expires);
+    if let Some(id) = a.id {
+        req = req.id(id);
+    }
+    let manager = ctx.open(true).await?;
+    let issued = manager.issue(req).await.map_err(Failure::from_error)?;
+    let id = issued.id().clone();
+    let expires = issued
+        .record()
+        .expiry
+        .at()
+        .map_or_else(|| "never".to_owned(), output::instant);
+    if let Err(failure) = output::line("the token", issued.expose_secret()) {
+        // Nobody received the token: remove it rather than leave an unknown credential.
+        drop(issued);
+        let undo = match manager.delete(&id).await {
+            Ok(()) => format!("token `{id}` was deleted again"),
+            Err(e) => format!(
+                "deleting token `{id}` failed too ({}): revoke it",
+                fail::chain(&e)
+            ),
+        };
+        return Err(Failure::new(failure.code(), format!("{failure}; {undo}")));
+    }
+    eprintln!("keygate: created token `{id}` (expires: {expires}); it is shown once, store it now");
+    Ok(EXIT_OK)
+}
+
+async fn list(ctx: &Context<'_>, a: ListArgs) -> Result<u8, Failure> {
+    let mut filter = TokenFilter::new();
+    filter.name_contains = a.name;
+    filter.owner = a.owner;
+    filter.created_by = a.created_by;
+    filter.status = a.status;
+    filter.scope = a.scope;
+    filter.project = a.project;
+    let manager = ctx.open(false).await?;
+    let now = manager.now();
+    let resolve = |p: keygate::ExpiryPreset| {
+        p.resolve(now)
+            .map(|e| e.at())
+            .map_err(|e| Failure::usage(e.to_string()))
+    };
+    if let Some(p) = a.expires_before {
+        filter.expires_before = resolve(p)?;
+    }
+    if let Some(p) = a.expires_after {
+        filter.expires_after = resolve(p)?;
+    }
+    let limit = a
+        .limit
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut records = Vec::new();
+    let mut page = PageRequest::first(keygate::store::MAX_PAGE_LIMIT.min(limit));
+    loop {
+        let got = manager
+            .list(&filter, &page)
+            .await
+            .map_err(Failure::from_error)?;
+        records.extend(got.items);
+        match got.next {
+            Some(next) if records.len() < limit => page = page.next(next),
+            _ => break,
+        }
+    }
+    records.truncate(limit);
+    if a.json {
+        let items: Vec<_> = records
+            .iter()
+            .map(|r| output::record_json(r, now))
+            .collect();
+        output::text(
+            "the list",
+            &output::json_text(&serde_json::Value::Array(items)),
+        )?;
+    } else {
+        output::text("the list", &output::table(&records, now))?;
+    }
+    eprintln!("keygate: {} token(s)", records.len());
+    Ok(EXIT_OK)
+}
+
+async fn show(ctx: &Context<'_>, id: &TokenId, json: bool) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let r = manager.get(id).await.map_err(Failure::from_error)?;
+    let now = manager.now();
+    if json {
+        output::text(
+            "the token",
+            &output::json_text(&output::record_json(&r, now)),
+        )?;
+    } else {
+        output::text("the token", &output::record_lines(&r, now))?;
+    }
+    Ok(EXIT_OK)
+}
+
+async fn rotate(ctx: &Context<'_>, a: RotateArgs) -> Result<u8, Failure> {
+    let mut req = RotateRequest::new();
+    if let Some(grace) = a.grace {
+        req = req.grace(grace);
+    }
+    if let Some(expiry) = a.expires {
+        req = req.expiry(expiry);
+    }
+    let manager = ctx.open(true).await?;
+    let issued = manager
+        .rotate(&a.id, req)
+        .await
+        .map_err(Failure::from_error)?;
+    let until = issued
+        .record()
+        .previous
+        .as_ref()
+        .map(|p| p.valid_until)
+        .filter(|t| *t > manager.now());
+    if let Err(failure) = output::line("the new token", issued.expose_secret()) {
+        return Err(Failure::new(
+            failure.code(),
+            format!(
+                "{failure}; token `{}` was rotated but its new secret is lost: rotate it again",
+                a.id
+            ),
+        ));
+    }
+    match until {
+        Some(t) => eprintln!(
+            "keygate: rotated token `{}`; the old secret works until {}",
+            a.id,
+            output::instant(t)
+        ),
+        None => eprintln!(
+            "keygate: rotated token `{}`; the old secret no longer works",
+            a.id
+        ),
+    }
+    Ok(EXIT_OK)
+}
+
+/// Checks every id before changing any: an unknown id, or a change the state of one of the
+/// tokens does not allow, changes nothing.
+async fn preflight(
+    manager: &TokenManager,
+    ids: &[TokenId],
+    target: Option<TokenStatus>,
+) -> Result<Vec<TokenId>, Failure> {
+    let mut unique: Vec<TokenId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
+    }
+    let mut problems = Vec::new();
+    for id in &unique {
+        match manager.get(id).await {
+            Ok(r) => {
+                if let Some(target) = target {
+                    if r.status == TokenStatus::Revoked && target != TokenStatus::Revoked {
+                        problems.push(format!("token `{id}` is revoked; revocation is permanent"));
+                    }
+                }
+            }
+            Err(keygate::Error::NotFound(_)) => problems.push(format!("token `{id}` not found")),
+            Err(e) => return Err(Failure::from_error(e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(unique)
+    } else {
+        Err(Failure::usage(format!(
+            "{}; nothing was changed",
+            problems.join("; ")
+        )))
+    }
+}
+
+async fn set_status(ctx: &Context<'_>, a: IdsArgs, status: TokenStatus) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let ids = preflight(&manager, &a.ids, Some(status)).await?;
+    let verb = match status {
+        TokenStatus::Active => "enabled",
+        TokenStatus::Disabled => "disabled",
+        TokenStatus::Revoked => "revoked",
+    };
+    for id in &ids {
+        let before = manager.get(id).await.map_err(Failure::from_error)?.status;
+        manager
+            .set_status(id, status)
+            .await
+            .map_err(Failure::from_error)?;
+        if before == status {
+            eprintln!("keygate: token `{id}` was already {verb}");
+        } else {
+            eprintln!("keygate: {verb} token `{id}`");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn delete(ctx: &Context<'_>, a: IdsArgs) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let ids = preflight(&manager, &a.ids, None).await?;
+    for id in &ids {
+        manager.delete(id).await.map_err(Failure::from_error)?;
+        eprintln!("keygate: deleted token `{id}`");
+    }
+    Ok(EXIT_OK)
+}
+
+/// Reads one line from stdin, at most [`MAX_TOKEN_LINE`] bytes, without its line ending
+/// and surrounding whitespace.
+fn read_token_line() -> Result<Zeroizing<String>, Failure> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("keygate: paste the token and press enter: ");
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    stdin
+        .lock()
+        .take(MAX_TOKEN_LINE + 1)
+        .read_until(b'\n', &mut bytes)
+        .map_err(|e| Failure::usage(format!("cannot read the token from stdin: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_LINE {
+        return Err(Failure::new(
+            EXIT_INVALID,
+            "token not valid: malformed (the line on stdin is too long to be a token)",
+        ));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Failure::new(EXIT_INVALID, "token not valid: malformed (not UTF-8)"))?;
+    let token = Zeroizing::new(text.trim().to_owned());
+    if token.is_empty() {
+        return Err(Failure::usage(
+            "no token on stdin: `keygate token verify` reads one line from stdin",
+        ));
+    }
+    Ok(token)
+}
+
+async fn verify(ctx: &Context<'_>, json: bool) -> Result<u8, Failure> {
+    // Inputs first, then the token, then the database.
+    let location = ctx.location()?;
+    let keyring = ctx.keyring()?;
+    keygate::TokenFormat::new(ctx.prefix)
+        .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
+    let token = read_token_line()?;
+    let manager = ctx.manager(location.open().await?, Some(keyring))?;
+    let verified = match manager.verify(&token).await {
+        Ok(v) => v,
+        Err(VerifyError::Store(e)) => return Err(Failure::store(e)),
+        Err(e) => {
+            return Err(Failure::new(
+                EXIT_INVALID,
+                format!("token not valid: {e} ({})", e.code()),
+            ));
+        }
+    };
+    drop(token);
+    let now = chrono::SubsecRound::trunc_subsecs(manager.now(), 6);
+    // A verification is a use: record it now rather than leave it to a background write
+    // the process may not wait for.
+    manager
+        .store()
+        .touch(verified.id(), now)
+        .await
+        .map_err(Failure::store)?;
+    let mut r = verified.record().clone();
+    r.last_used_at = r.last_used_at.max(Some(now));
+    let r = &r;
+    if json {
+        let mut v = output::record_json(r, now);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("valid".into(), true.into());
+            obj.insert(
+                "used_previous_secret".into(),
+                verified.used_previous_secret().into(),
+            );
+        }
+        output::text("the result", &output::json_text(&v))?;
+    } else {
+        let mut text = String::from("valid: yes\n");
+        if verified.used_previous_secret() {
+            text.push_str("secret: previous (inside its rotation grace period)\n");
+        }
+        text.push_str(&output::record_lines(r, now));
+        output::text("the result", &text)?;
+    }
+    eprintln!("keygate: token `{}` is valid", verified.id());
+    Ok(EXIT_OK)
+}

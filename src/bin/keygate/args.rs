@@ -1,0 +1,252 @@
+//! Command-line arguments (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+use keygate::{ExpiryPreset, ProjectId, Scope, TokenId, TokenStatus};
+
+/// Shown at the end of `keygate --help`.
+const AFTER_HELP: &str = "\
+Environment:
+  KEYGATE_DATABASE_URL     the store: a SQLite file (`sqlite:PATH`, `sqlite://PATH` or a plain
+                           path) or PostgreSQL (`postgres://...`, `postgresql://...`)
+  KEYGATE_DATABASE_SCHEMA  PostgreSQL schema of keygate's tables (default `public`)
+  KEYGATE_PEPPER           the server key, hex or base64 of at least 32 bytes; needed by
+                           `token create`, `token rotate` and `token verify`. It is read from
+                           the environment only, never from the command line.
+  KEYGATE_PEPPER_VERSION   the key version new digests are recorded under (default 1)
+  KEYGATE_TOKEN_PREFIX     the token prefix (default `kg`)
+
+Commands other than `migrate` never create or change keygate's tables: run `keygate migrate`
+once first. Tokens are never accepted as arguments: `token verify` reads one from stdin.
+
+Exit codes:
+  0  success
+  1  `token verify`: the token is not valid
+  2  usage or bad input (unknown id, bad id, scope, project or expiry, missing or short
+     pepper, a change the token's state does not allow); nothing was changed
+  3  the database is unreachable, failed, or is not migrated; nothing was changed
+  4  the result could not be written to stdout (see the message)";
+
+/// Bootstrap admin tokens and manage keygate API tokens directly in their store.
+#[derive(Debug, Parser)]
+#[command(name = "keygate", version, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Database URL: `sqlite:PATH`, a file path, or `postgres://...`.
+    #[arg(
+        long,
+        env = "KEYGATE_DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options",
+        value_name = "URL"
+    )]
+    pub(crate) database_url: Option<String>,
+
+    /// PostgreSQL schema holding keygate's tables (default `public`).
+    #[arg(
+        long,
+        env = "KEYGATE_DATABASE_SCHEMA",
+        global = true,
+        help_heading = "Global options",
+        value_name = "SCHEMA"
+    )]
+    pub(crate) schema: Option<String>,
+
+    /// Token prefix; must match the service's `TokenManagerBuilder::prefix`.
+    #[arg(
+        long,
+        env = "KEYGATE_TOKEN_PREFIX",
+        default_value = "kg",
+        global = true,
+        help_heading = "Global options",
+        value_name = "PREFIX"
+    )]
+    pub(crate) token_prefix: String,
+
+    /// Version of the server key in `KEYGATE_PEPPER`; must match the service's keyring.
+    #[arg(
+        long,
+        env = "KEYGATE_PEPPER_VERSION",
+        default_value_t = 1,
+        global = true,
+        help_heading = "Global options",
+        value_name = "N"
+    )]
+    pub(crate) pepper_version: u32,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create or upgrade keygate's tables (idempotent; creates a SQLite file if missing).
+    Migrate,
+    /// Create, list, show, rotate, disable, enable, revoke, delete and verify tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Server keys ("peppers").
+    #[command(subcommand)]
+    Pepper(PepperCommand),
+}
+
+/// `keygate token ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; prints only the token on stdout, shown once.
+    Create(CreateArgs),
+    /// List tokens (a table, or JSON with --json), newest first.
+    List(ListArgs),
+    /// Show one token's settings (never its secret).
+    Show {
+        /// The token id.
+        #[arg(value_parser = parse_id)]
+        id: TokenId,
+        /// Print JSON instead of `key: value` lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret for a token; prints only the new token on stdout.
+    Rotate(RotateArgs),
+    /// Disable tokens (reversible with `enable`).
+    Disable(IdsArgs),
+    /// Enable disabled tokens (revoked ones cannot be enabled).
+    Enable(IdsArgs),
+    /// Revoke tokens for good (the records are kept for audit).
+    Revoke(IdsArgs),
+    /// Delete tokens' records.
+    Delete(IdsArgs),
+    /// Read one token from stdin and print what it grants, or why it is not valid (exit 1).
+    Verify {
+        /// Print JSON instead of `key: value` lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `keygate pepper ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PepperCommand {
+    /// Print a fresh random server key (32 bytes, hex) for KEYGATE_PEPPER.
+    Generate,
+}
+
+/// `keygate token create`
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Human-readable name.
+    pub(crate) name: String,
+    /// Use this id (lower-case letters, digits, `-`, `_`) instead of a generated one.
+    #[arg(long, value_parser = parse_id)]
+    pub(crate) id: Option<TokenId>,
+    /// Make an admin token: the `*` scope, which grants everything.
+    #[arg(long, conflicts_with = "scopes")]
+    pub(crate) admin: bool,
+    /// A scope such as `projects:read` or `projects:*` (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
+    pub(crate) scopes: Vec<Scope>,
+    /// Restrict the token to this project (repeatable; default: all projects).
+    #[arg(long = "project", value_name = "PROJECT", value_parser = parse_project)]
+    pub(crate) projects: Vec<ProjectId>,
+    /// 7d, 30d, 60d, 90d, <N>d, <N>h, never, or an RFC 3339 instant.
+    #[arg(long, default_value = "30d", value_parser = parse_expiry, value_name = "EXPIRY")]
+    pub(crate) expires: ExpiryPreset,
+    /// The user or service the token acts for.
+    #[arg(long, default_value = "admin")]
+    pub(crate) owner: String,
+    /// Description.
+    #[arg(long, default_value = "")]
+    pub(crate) description: String,
+}
+
+/// `keygate token list`
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only tokens whose name contains this text (ASCII case ignored).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Only tokens of this owner.
+    #[arg(long)]
+    pub(crate) owner: Option<String>,
+    /// Only tokens created by this creator (the command line records `cli`).
+    #[arg(long)]
+    pub(crate) created_by: Option<String>,
+    /// Only tokens with this status: active, disabled or revoked.
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Option<TokenStatus>,
+    /// Only tokens holding exactly this scope.
+    #[arg(long, value_parser = parse_scope)]
+    pub(crate) scope: Option<Scope>,
+    /// Only tokens that may act on this project.
+    #[arg(long, value_parser = parse_project)]
+    pub(crate) project: Option<ProjectId>,
+    /// Only tokens expiring before this (an RFC 3339 instant, or <N>d/<N>h from now).
+    #[arg(long, value_parser = parse_instant, value_name = "WHEN")]
+    pub(crate) expires_before: Option<ExpiryPreset>,
+    /// Only tokens expiring after this, or never (an RFC 3339 instant, or <N>d/<N>h from now).
+    #[arg(long, value_parser = parse_instant, value_name = "WHEN")]
+    pub(crate) expires_after: Option<ExpiryPreset>,
+    /// At most this many tokens (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) limit: Option<u64>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `keygate token rotate`
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    /// The token id.
+    #[arg(value_parser = parse_id)]
+    pub(crate) id: TokenId,
+    /// How long the old secret keeps working: <N>d, <N>h, <N>m or <N>s, at most 30d
+    /// (default 0: it stops at once).
+    #[arg(long, value_parser = parse_grace, value_name = "DURATION")]
+    pub(crate) grace: Option<chrono::Duration>,
+    /// A new expiry (default: keep the current one).
+    #[arg(long, value_parser = parse_expiry, value_name = "EXPIRY")]
+    pub(crate) expires: Option<ExpiryPreset>,
+}
+
+/// Token ids for `disable`, `enable`, `revoke` and `delete`.
+#[derive(Debug, Args)]
+pub(crate) struct IdsArgs {
+    /// Token ids. Every id is checked before any is changed.
+    #[arg(required = true, value_parser = parse_id, value_name = "ID")]
+    pub(crate) ids: Vec<TokenId>,
+}
+
+fn parse_id(s: &str) -> Result<TokenId, String> {
+    TokenId::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_project(s: &str) -> Result<ProjectId, String> {
+    ProjectId::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_status(s: &str) -> Result<TokenStatus, String> {
+    s.parse().map_err(|e: keygate::Error| e.to_string())
+}
+
+fn parse_expiry(s: &str) -> Result<ExpiryPreset, String> {
+    s.parse().map_err(|e: keygate::Error| e.to_string())
+}
+
+/// An instant for a filter: like an expiry, but `never` means nothing here.
+fn parse_instant(s: &str) -> Result<ExpiryPreset, String> {
+    match parse_expiry(s)? {
+        ExpiryPreset::Never => Err("expected an RFC 3339 instant or <N>d/<N>h from now".into()),
+        p => Ok(p),
+    }
+}
+
+fn parse_grace(s: &str) -> Result<chrono::Duration, String> {
+    keygate::expiry::parse_duration(s)
+        .filter(|d| *d <= keygate::manager::MAX_ROTATION_GRACE)
+        .ok_or_else(|| "expected <N>d, <N>h, <N>m or <N>s (e.g. 24h), at most 30 days".to_owned())
+}
