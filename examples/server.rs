@@ -1,14 +1,21 @@
 //! A small "projects" API protected by keygate, with the admin API mounted at `/api/tokens`.
 //!
 //! ```sh
-//! cargo run --example server
+//! cargo run --example server --features axum,sqlite,postgres
 //! ```
 //!
 //! - `KEYGATE_ADDR`: where to listen (default `127.0.0.1:3000`).
-//! - `KEYGATE_PEPPER`: the server key, hex or base64 of at least 32 bytes. Without it a
-//!   random key is generated for this run only (a demo: tokens die with the process).
+//! - `KEYGATE_DATABASE_URL`: the token store. Default: the SQLite file `keygate-example.db`
+//!   in the current directory, created on first start. A `postgres://` URL uses PostgreSQL,
+//!   with a verification cache kept in step across instances by LISTEN/NOTIFY;
+//!   `KEYGATE_DATABASE_SCHEMA` puts keygate's tables in a schema of their own (as for the
+//!   `keygate` command line).
+//! - `KEYGATE_PEPPER`: the server key, hex or base64 of at least 32 bytes. Without it the
+//!   example generates one, keeps it in `keygate-example.pepper` in the current directory
+//!   (so its tokens survive a restart) and says loudly that this is for a demo only.
 //!
-//! On first start it creates an admin token (scope `*`) and prints it once with a curl line.
+//! On first start (no active admin token in the store) it creates an admin token (scope `*`)
+//! and prints it once with curl lines that use it.
 //!
 //! Routes: `GET /api/projects` (scope `projects:read`, as a route layer), `POST /api/projects`
 //! (`projects:write`, as a typed extractor, plus a project check), `GET /api/projects/{id}`
@@ -25,19 +32,65 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use keygate::axum::{Keygate, ScopeRequirement, Scoped};
-use keygate::store::TokenFilter;
+use keygate::cache::CacheConfig;
+use keygate::store::postgres::{ListenerHandle, PostgresStore};
+use keygate::store::{SqlStore, TokenFilter};
 use keygate::{
-    ExpiryPreset, IssueRequest, MemoryStore, PageRequest, ProjectId, Scope, ScopeSet, ServerKey,
-    TokenManager, TokenStatus, TokenStore, VerifiedToken,
+    ExpiryPreset, IssueRequest, PageRequest, ProjectId, Scope, ScopeSet, ServerKey, TokenManager,
+    TokenStatus, VerifiedToken,
 };
 use serde::{Deserialize, Serialize};
 
 /// The owner of the token created on first start.
 const ADMIN_OWNER: &str = "admin";
 
-/// The token store. The one place to change to use another store.
-async fn open_store() -> Result<Arc<dyn TokenStore>, Box<dyn Error>> {
-    Ok(Arc::new(MemoryStore::new()))
+/// The default store: a SQLite file in the current directory.
+const DEFAULT_DATABASE_URL: &str = "sqlite:keygate-example.db";
+/// Where the demo server key is kept when `KEYGATE_PEPPER` is not set.
+const DEMO_PEPPER_FILE: &str = "keygate-example.pepper";
+
+/// The token store named by `url` (SQLite or PostgreSQL, in `schema` if given), migrated.
+async fn open_store(url: &str, schema: Option<&str>) -> Result<SqlStore, Box<dyn Error>> {
+    let Some(schema) = schema else {
+        return Ok(SqlStore::connect(url).await?);
+    };
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err("KEYGATE_DATABASE_SCHEMA applies to PostgreSQL only".into());
+    }
+    let store = PostgresStore::connect(url).await?.with_schema(schema)?;
+    store.migrate().await?;
+    Ok(SqlStore::Postgres(store))
+}
+
+/// The example service, started: its state, the admin token if one was created now, and the
+/// PostgreSQL invalidation listener (keep it alive).
+pub(crate) struct Service {
+    pub(crate) keygate: Keygate,
+    admin_token: Option<String>,
+    _listener: Option<ListenerHandle>,
+}
+
+/// Opens the store, builds the manager, and creates the first admin token if needed.
+pub(crate) async fn start(
+    database_url: &str,
+    schema: Option<&str>,
+    key: ServerKey,
+) -> Result<Service, Box<dyn Error>> {
+    let store = open_store(database_url, schema).await?;
+    let mut builder = TokenManager::builder(store.clone()).server_key(key);
+    if matches!(store, SqlStore::Postgres(_)) {
+        // Several instances may share this database: cache verifications, and let
+        // LISTEN/NOTIFY drop entries another instance changed.
+        builder = builder.cache(CacheConfig::new());
+    }
+    let manager = builder.build()?;
+    let listener = store.spawn_invalidation_listener(manager.clone()).await?;
+    let admin_token = ensure_admin_token(&manager).await?;
+    Ok(Service {
+        keygate: Keygate::new(manager),
+        admin_token,
+        _listener: listener,
+    })
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -139,7 +192,7 @@ async fn whoami(token: VerifiedToken) -> Response {
 }
 
 /// The service: every route behind keygate's layer.
-fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
+pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
     let state = AppState {
         keygate: keygate.clone(),
         projects: Arc::new(Mutex::new(vec![
@@ -172,14 +225,34 @@ fn server_key() -> Result<ServerKey, Box<dyn Error>> {
         Ok(text) => ServerKey::decode(&text).map_err(|e| format!("KEYGATE_PEPPER: {e}").into()),
         Err(std::env::VarError::NotPresent) => {
             eprintln!("################################################################");
-            eprintln!("# KEYGATE_PEPPER is not set: using a random server key.        #");
-            eprintln!("# THIS IS FOR A DEMO ONLY. Tokens stop working on restart.     #");
-            eprintln!("# Set KEYGATE_PEPPER to 32+ random bytes, hex or base64, e.g.  #");
+            eprintln!("# KEYGATE_PEPPER is not set: using a demo server key kept in   #");
+            eprintln!("# {DEMO_PEPPER_FILE:<61}#");
+            eprintln!("# THIS IS FOR A DEMO ONLY. Anyone who reads that file and the  #");
+            eprintln!("# database can check guesses offline. Set KEYGATE_PEPPER to    #");
+            eprintln!("# 32+ random bytes, hex or base64, from your secret store:     #");
             eprintln!("#   export KEYGATE_PEPPER=$(openssl rand -hex 32)              #");
             eprintln!("################################################################");
-            Ok(ServerKey::generate())
+            demo_server_key()
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The demo key from its file, or a new one written there (owner-only permissions).
+fn demo_server_key() -> Result<ServerKey, Box<dyn Error>> {
+    match std::fs::read_to_string(DEMO_PEPPER_FILE) {
+        Ok(text) => ServerKey::decode(&text).map_err(|e| format!("{DEMO_PEPPER_FILE}: {e}").into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ServerKey::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(DEMO_PEPPER_FILE)?;
+            std::io::Write::write_all(&mut file, key.expose_hex().as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("{DEMO_PEPPER_FILE}: {e}").into()),
     }
 }
 
@@ -220,11 +293,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let addr: SocketAddr = std::env::var("KEYGATE_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()?;
-    let manager = TokenManager::builder(open_store().await?)
-        .server_key(server_key()?)
-        .build()?;
-    let admin = ensure_admin_token(&manager).await?;
-    let keygate = Keygate::new(manager);
+    let database_url =
+        std::env::var("KEYGATE_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+    let schema = std::env::var("KEYGATE_DATABASE_SCHEMA").ok();
+    let service = start(&database_url, schema.as_deref(), server_key()?).await?;
+    let admin = service.admin_token.clone();
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -242,7 +315,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
         println!();
     }
-    axum::serve(listener, app(keygate)?)
+    axum::serve(listener, app(service.keygate.clone())?)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
