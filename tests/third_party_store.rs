@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keygate::store::{Cursor, Page, PageRequest, TokenFilter};
+use keygate::store::{Page, PageRequest, TokenFilter};
 use keygate::{StoreError, TokenId, TokenRecord, TokenStore};
 use tokio::sync::Mutex;
 
@@ -66,12 +66,7 @@ impl TokenStore for VecStore {
         let limit = page.effective_limit();
         let more = all.len() > limit;
         all.truncate(limit);
-        let next = if more {
-            all.last().map(Cursor::after)
-        } else {
-            None
-        };
-        Ok(Page { items: all, next })
+        Ok(Page::new(all, more))
     }
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {

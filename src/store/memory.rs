@@ -182,12 +182,7 @@ impl TokenStore for MemoryStore {
             }
             items.push(TokenRecord::clone(&r.0));
         }
-        let next = if more {
-            items.last().map(Cursor::after)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::new(items, more))
     }
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -331,3 +331,16 @@ pub struct Page {
     /// Where the next page starts, if more records follow.
     pub next: Option<Cursor>,
 }
+
+impl Page {
+    /// A page of `items` (newest first); `more` tells whether further matching records
+    /// follow, in which case [`next`](Self::next) continues after the last item.
+    pub fn new(items: Vec<TokenRecord>, more: bool) -> Self {
+        let next = if more {
+            items.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}

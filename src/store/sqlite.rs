@@ -628,12 +628,7 @@ impl TokenStore for SqliteStore {
             .take(limit)
             .map(decode)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if more {
-            items.last().map(Cursor::after)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::new(items, more))
     }
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
