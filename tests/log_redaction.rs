@@ -11,80 +11,17 @@
     reason = "test helpers: a panic is a test failure"
 )]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use base64::Engine as _;
+use std::sync::Arc;
+
 use chrono::{Duration, TimeZone, Utc};
 use keygate::{
     IssueRequest, ManualClock, MemoryStore, RotateRequest, Scope, ScopeSet, ServerKey, TokenFormat,
     TokenId, TokenManager, TokenStore, VerifyError,
 };
-use tracing_subscriber::fmt::MakeWriter;
 
-/// A `MakeWriter` that appends everything to one shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = CaptureWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        CaptureWriter(Arc::clone(&self.0))
-    }
-}
-
-impl Capture {
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-fn subscriber(capture: &Capture) -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_target(true)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .finish()
-}
-
-/// Every needle found in `haystack` (byte search, so raw key bytes are covered too).
-fn found<'a>(haystack: &[u8], needles: &'a [(String, Vec<u8>)]) -> Vec<&'a str> {
-    needles
-        .iter()
-        .filter(|(_, n)| !n.is_empty() && haystack.windows(n.len()).any(|w| w == n.as_slice()))
-        .map(|(name, _)| name.as_str())
-        .collect()
-}
-
-/// The forms in which `bytes` could leak: raw, hex (both cases), base64 (standard, URL-safe).
-fn forms(name: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
-    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    vec![
-        (format!("{name} (raw)"), bytes.to_vec()),
-        (format!("{name} (hex)"), hex::encode(bytes).into_bytes()),
-        (
-            format!("{name} (HEX)"),
-            hex::encode_upper(bytes).into_bytes(),
-        ),
-        (format!("{name} (base64)"), b64.into_bytes()),
-        (format!("{name} (base64url)"), b64url.into_bytes()),
-    ]
-}
+use common::log_capture::{Capture, forms, found, subscriber};
 
 fn token_forms(name: &str, token: &str) -> Vec<(String, Vec<u8>)> {
     let p = TokenFormat::new("acme").unwrap().parse(token).unwrap();
