@@ -161,7 +161,11 @@ impl TokenStore for EqualCostStore {
         // One hit and one reference-count increment for every id; the reference is dropped
         // here for an unknown id and by the manager for a known one.
         let found = self.inner.get(&self.known).await?;
-        Ok(found.filter(|_| *id == self.known))
+        // Compared without early exit, so the comparison costs the same for both classes.
+        let (a, b) = (id.as_str().as_bytes(), self.known.as_str().as_bytes());
+        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        let same = black_box(diff) == 0 && a.len() == b.len();
+        Ok(found.filter(|_| same))
     }
     async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
         self.inner.update(r).await
