@@ -17,6 +17,14 @@
 #
 # The check is void unless the positive control (slice `==` on the same undefined digests)
 # reports errors in the same run; the harness fails then too.
+#
+# Second stage, the whole `TokenManager::verify` (parse, store lookup, digest, comparison,
+# status and expiry checks) with the server key undefined from the start (so the digest
+# issued under it is undefined too): every error memcheck reports must be located in
+# src/manager.rs, where the only secret-derived values are the match results that verify
+# branches on (match or not; current or previous secret). None may be inside the digest,
+# HMAC, SHA-256, `Digest` equality or a memcmp. At least one must be reported (the branch on
+# the result), or the secret marking did not reach verify and the stage is void.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +45,25 @@ if [ "$status" -ne 0 ]; then
   grep -E "Conditional jump|Use of uninitialised|^==[0-9]+==    (at|by) " "$log" | head -n 60 >&2 || true
   exit 1
 fi
+
+vlog="$CARGO_TARGET_DIR/ctgrind-verify.valgrind.log"
+valgrind --tool=memcheck --error-limit=no --track-origins=yes --log-file="$vlog" \
+  "$CARGO_TARGET_DIR/release/keygate-ctgrind" verify
+grep -E "ERROR SUMMARY" "$vlog" || true
+# The innermost frame of every error.
+tops="$(grep -A1 -E "Conditional jump or move depends|Use of uninitialised value" "$vlog" \
+  | grep -E "^==[0-9]+==    at " || true)"
+count="$(printf '%s' "$tops" | grep -c . || true)"
+outside="$(printf '%s\n' "$tops" | grep -v "src/manager.rs" | grep . || true)"
+printf '%s\n' "$tops"
+if [ "$count" -eq 0 ]; then
+  echo "ctgrind: verify stage void: no branch on the match result was reported" >&2
+  exit 1
+fi
+if [ -n "$outside" ]; then
+  echo "ctgrind: FAILED: secret-dependent branch or address outside the match decision:" >&2
+  echo "$outside" >&2
+  exit 1
+fi
+echo "ctgrind: verify stage: $count error(s), all at the match decision in src/manager.rs"
 echo "ctgrind: passed"

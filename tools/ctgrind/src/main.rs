@@ -16,6 +16,9 @@
 //! Positive control (must report errors, or the check is void): slice `==` on the same
 //! undefined digests.
 //!
+//! With the argument `verify`, runs the whole `TokenManager::verify` instead, with the server
+//! key undefined from the start; scripts/ctgrind.sh checks where memcheck reports errors.
+//!
 //! Exit status: 0 if the check has zero errors and the control has at least one; 1 if not;
 //! 2 if not running under Valgrind.
 
@@ -175,10 +178,65 @@ fn subtle_choice(a: &Digest, b: &Digest) -> bool {
     bool::from(a.ct_eq(b) & prev_present)
 }
 
+/// Drives a future that never waits (the memory store answers at once).
+fn ready<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// The whole `TokenManager::verify` (parse, store lookup, digest, comparison, status and
+/// expiry checks) with the server key undefined from the start, so the stored digest issued
+/// under it is undefined too. The presented tokens stay defined (parsing them is not secret).
+/// Every error memcheck reports must be a branch on the match result inside
+/// `verify_inner`; scripts/ctgrind.sh checks the reported locations. Returns the number of
+/// errors reported during the verifications.
+fn run_verify() -> Result<usize, keygate::Error> {
+    use keygate::{IssueRequest, MemoryStore, TokenManager};
+    let key_bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0xA5).collect();
+    mark_undefined(&key_bytes);
+    let manager = TokenManager::builder(MemoryStore::new())
+        .server_key(ServerKey::from_bytes(key_bytes)?)
+        .audit_sink(keygate::audit::NoopSink)
+        .build()?;
+    let issued = ready(manager.issue(IssueRequest::new("ctgrind", "ctgrind")))?;
+    let format = TokenFormat::default();
+    let wrong = format.format(issued.id(), WRONG_LAST)?;
+    let unknown = format.format(&TokenId::new("ctgrind-other")?, SECRET)?;
+    let before = error_count();
+    let ok = ready(manager.verify(issued.expose_secret())).is_ok();
+    let wrong_refused = ready(manager.verify(wrong.expose_secret())).is_err();
+    let unknown_refused = ready(manager.verify(unknown.expose_secret())).is_err();
+    let errors = error_count() - before;
+    println!(
+        "ctgrind verify: right={ok} wrong refused={wrong_refused} unknown refused={unknown_refused}"
+    );
+    println!("ctgrind verify: errors during TokenManager::verify: {errors}");
+    if !(ok && wrong_refused && unknown_refused) {
+        return Err(keygate::Error::InvalidConfig(
+            "ctgrind: verify gave wrong results",
+        ));
+    }
+    Ok(errors)
+}
+
 fn main() -> ExitCode {
     if client_request(0, RUNNING_ON_VALGRIND, 0, 0) == 0 {
         eprintln!("ctgrind: not running under Valgrind; run scripts/ctgrind.sh");
         return ExitCode::from(2);
+    }
+    if std::env::args().nth(1).as_deref() == Some("verify") {
+        return match run_verify() {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("ctgrind verify: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match run() {
         Ok(true) => {
