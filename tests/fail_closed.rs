@@ -215,3 +215,35 @@ async fn malformed_flood_makes_zero_store_calls() {
     assert!(manager.verify(&tokens[0]).await.is_ok());
     assert_eq!(faults.calls(StoreOp::Get), 2);
 }
+
+/// With the cache on and no invalidation, a cached entry stops being served once its TTL has
+/// passed, also while the store fails: from then on nothing is authorised.
+#[tokio::test]
+async fn cached_entries_expire_into_fail_closed() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let ttl = Duration::from_millis(50);
+    let manager = TokenManager::builder(store)
+        .server_key(ServerKey::generate())
+        .cache(CacheConfig::new().ttl(ttl).unwrap())
+        .build()
+        .unwrap();
+    let issued = manager
+        .issue(IssueRequest::new("c", "alice"))
+        .await
+        .unwrap();
+    let token = issued.expose_secret();
+    assert!(manager.verify(token).await.is_ok());
+    faults.set(Fault::Error);
+    // Within the TTL the cached record may answer (documented bound); after it, never.
+    tokio::time::sleep(ttl * 2).await;
+    let gets = faults.calls(StoreOp::Get);
+    for _ in 0..10 {
+        assert!(matches!(
+            manager.verify(token).await,
+            Err(VerifyError::Store(_))
+        ));
+    }
+    assert_eq!(faults.calls(StoreOp::Get) - gets, 10);
+    faults.set(Fault::None);
+    assert!(manager.verify(token).await.is_ok());
+}
