@@ -44,6 +44,9 @@ struct Inner {
     /// Compared against when the id is unknown or there is no previous secret, so every
     /// verification does the same digest work.
     dummy: Digest,
+    /// Stands in for the record of an unknown id (digest `dummy` under the current key), so
+    /// an unknown id runs the same verification code as a wrong secret.
+    dummy_record: TokenRecord,
 }
 
 impl fmt::Debug for TokenManager {
@@ -151,6 +154,8 @@ impl TokenManagerBuilder {
             .map_err(|_| Error::InvalidConfig("touch interval out of range"))?;
         let mut dummy = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut dummy);
+        let dummy = Digest::from_bytes(dummy);
+        let dummy_record = dummy_record(dummy, keyring.current_version());
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -161,7 +166,8 @@ impl TokenManagerBuilder {
                 audit: self.audit,
                 touch: Toucher::new(interval),
                 cache: self.cache.map(VerifyCache::new),
-                dummy: Digest::from_bytes(dummy),
+                dummy,
+                dummy_record,
             }),
         })
     }
@@ -644,17 +650,15 @@ impl TokenManager {
                 }
             },
         };
-        let Some(record) = record else {
-            // Same work as a known id: one digest, two constant-time comparisons.
-            let d = inner.keyring.digest_current(id_str, secret).digest;
-            let _ = d.ct_eq(&inner.dummy) | d.ct_eq(&inner.dummy);
-            return Err(VerifyError::Unknown);
-        };
+        // An unknown id runs the same code as a known one, against a dummy record that
+        // cannot match, so "unknown" and "wrong secret" cost the same.
+        let known = Choice::from(u8::from(record.is_some()));
+        let candidate: &TokenRecord = record.as_deref().unwrap_or(&inner.dummy_record);
 
-        let cur_version = record.digest.key_version;
+        let cur_version = candidate.digest.key_version;
         let d_cur = self.digest_or_dummy(cur_version, id_str, secret);
-        let cur_match = d_cur.ct_eq(&record.digest.digest);
-        let (prev, prev_present) = match &record.previous {
+        let cur_match = d_cur.ct_eq(&candidate.digest.digest) & known;
+        let (prev, prev_present) = match &candidate.previous {
             Some(p) => (p.digest, Choice::from(1)),
             None => (
                 StoredDigest {
@@ -669,12 +673,20 @@ impl TokenManager {
         } else {
             self.digest_or_dummy(prev.key_version, id_str, secret)
         };
-        let prev_match = d_prev.ct_eq(&prev.digest) & prev_present;
+        let prev_match = d_prev.ct_eq(&prev.digest) & prev_present & known;
         let cur_match: bool = cur_match.into();
         let prev_match: bool = prev_match.into();
         if !cur_match && !prev_match {
-            return Err(VerifyError::WrongSecret);
+            return Err(if known.into() {
+                VerifyError::WrongSecret
+            } else {
+                VerifyError::Unknown
+            });
         }
+        // A match implies a known id (the dummy's comparisons are masked off).
+        let Some(record) = record else {
+            return Err(VerifyError::Unknown);
+        };
 
         match record.status {
             TokenStatus::Revoked => return Err(VerifyError::Revoked),
@@ -1274,6 +1286,33 @@ impl TokenManager {
     }
 }
 
+/// The stand-in record of an unknown id. Never stored, never returned: verification only
+/// compares against its digest, with the result masked off.
+fn dummy_record(digest: Digest, key_version: u32) -> TokenRecord {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    TokenRecord {
+        id: TokenId::generate(),
+        name: String::new(),
+        description: String::new(),
+        owner: String::new(),
+        created_by: String::new(),
+        created_at: epoch,
+        updated_at: epoch,
+        expiry: Expiry::Never,
+        status: TokenStatus::Revoked,
+        scopes: ScopeSet::new(),
+        projects: Projects::Only(Default::default()),
+        metadata: BTreeMap::new(),
+        digest: StoredDigest {
+            digest,
+            key_version,
+        },
+        previous: None,
+        last_used_at: None,
+        version: 0,
+    }
+}
+
 fn actor_name(actor: Option<&VerifiedToken>) -> String {
     match actor {
         Some(a) => format!("token:{}", a.id()),
@@ -1335,5 +1374,42 @@ impl Toucher {
                 tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// An unknown id runs the comparison against the stand-in record, whose result is masked:
+    /// it is `Unknown`, also for the stand-in's own id and after a server-key rotation.
+    #[tokio::test]
+    async fn unknown_id_never_matches_the_stand_in_record() {
+        let key = ServerKey::from_bytes([9u8; 32]).unwrap();
+        let manager = TokenManager::builder(MemoryStore::new())
+            .keyring(
+                Keyring::new(1, key.clone())
+                    .rotate_to(2, ServerKey::generate())
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let stand_in = manager.inner.dummy_record.id.clone();
+        assert_eq!(manager.inner.dummy_record.digest.key_version, 2);
+        let format = TokenFormat::default();
+        for id in [stand_in, TokenId::new("nobody").unwrap()] {
+            let token = format.format(&id, &"s".repeat(43)).unwrap();
+            let r = manager.verify(token.expose_secret()).await;
+            assert!(matches!(r, Err(VerifyError::Unknown)), "{r:?}");
+        }
+        // A known id with a wrong secret is still told apart (for the application and logs).
+        let issued = manager.issue(IssueRequest::new("n", "o")).await.unwrap();
+        let wrong = format.format(issued.id(), &"s".repeat(43)).unwrap();
+        assert!(matches!(
+            manager.verify(wrong.expose_secret()).await,
+            Err(VerifyError::WrongSecret)
+        ));
+        assert!(manager.verify(issued.expose_secret()).await.is_ok());
     }
 }

@@ -19,6 +19,10 @@
 //! lists only its own records. A failing case panics with the case name and the broken
 //! contract sentence.
 
+pub mod fault;
+
+pub use fault::{Fault, FaultHandle, FaultyStore, StoreOp};
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
