@@ -2,7 +2,7 @@
 //! pagination, self-service, every escalation attempt, invalid input, store failures, and
 //! the OpenAPI document against the routes.
 
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "test-util"))]
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: a failure is a test failure"
@@ -10,11 +10,13 @@
 
 mod http_support;
 
+use keygate::testing::{Fault, FaultHandle};
+
 use std::collections::BTreeSet;
 
 use axum::Router;
 use chrono::Duration;
-use http_support::{FlakyStore, Server, client};
+use http_support::{Server, client, faulty_store};
 use keygate::axum::Keygate;
 use keygate::{
     ExpiryPolicy, IssueRequest, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus,
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 
 struct Api {
     keygate: Keygate,
-    store: FlakyStore,
+    faults: FaultHandle,
     server: Server,
     /// A `*` token owned by `root`.
     root: String,
@@ -43,8 +45,8 @@ impl Api {
     }
 
     async fn with_policy(policy: ExpiryPolicy) -> Api {
-        let store = FlakyStore::default();
-        let manager = TokenManager::builder(store.clone())
+        let (store, faults) = faulty_store();
+        let manager = TokenManager::builder(store)
             .server_key(ServerKey::generate())
             .expiry_policy(policy)
             .build()
@@ -67,7 +69,7 @@ impl Api {
         let server = Server::start(app).await;
         Api {
             keygate,
-            store,
+            faults,
             server,
             root,
         }
@@ -775,14 +777,14 @@ async fn invalid_input_is_refused_and_changes_nothing() {
 async fn store_failure_is_503_and_changes_nothing() {
     let api = Api::start().await;
     let (id, _) = api.token("alice", &[], Projects::All).await;
-    api.store.fail(true);
+    api.faults.set(Fault::Error);
     let r = api.get("/", &api.root).await;
     assert_eq!(r.status, 503);
     let r = api
         .post(&format!("/{id}/revoke"), &api.root, json!({}))
         .await;
     assert_eq!(r.status, 503);
-    api.store.fail(false);
+    api.faults.set(Fault::None);
     assert_eq!(
         api.keygate.manager().get(&id).await.unwrap().status,
         TokenStatus::Active

@@ -1,13 +1,15 @@
 //! The tower layer and the axum extractors over a real socket: RFC 6750 responses, credential
 //! sources, optional authentication, scopes, projects, the expiry header, store failures.
 
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "test-util"))]
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: a failure is a test failure"
 )]
 
 mod http_support;
+
+use keygate::testing::{Fault, FaultHandle};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{Duration, Utc};
-use http_support::{FlakyStore, Server, client, snapshot};
+use http_support::{Server, client, faulty_store, snapshot};
 use keygate::axum::{Keygate, ScopeRequirement, Scoped};
 use keygate::http::AuthConfig;
 use keygate::{
@@ -34,7 +36,7 @@ impl ScopeRequirement for ProjectsWrite {
 }
 
 struct Fixture {
-    store: FlakyStore,
+    faults: FaultHandle,
     clock: ManualClock,
     keygate: Keygate,
     /// Calls that reached a handler.
@@ -43,15 +45,15 @@ struct Fixture {
 
 impl Fixture {
     fn new(config: AuthConfig) -> Fixture {
-        let store = FlakyStore::default();
+        let (store, faults) = faulty_store();
         let clock = ManualClock::new(Utc::now());
-        let manager = TokenManager::builder(store.clone())
+        let manager = TokenManager::builder(store)
             .server_key(ServerKey::generate())
             .clock(clock.clone())
             .build()
             .unwrap();
         Fixture {
-            store,
+            faults,
             clock,
             keygate: Keygate::with_config(manager, config),
             hits: Arc::new(AtomicUsize::new(0)),
@@ -408,7 +410,7 @@ async fn store_failure_is_503_and_nothing_is_authorised() {
     let f = Fixture::new(config());
     let token = f.token(&[]).await;
     let server = Server::start(f.app()).await;
-    f.store.fail(true);
+    f.faults.set(Fault::Error);
     for path in ["/hello", "/maybe", "/write"] {
         let resp = client()
             .get(server.url(path))
@@ -434,7 +436,25 @@ async fn store_failure_is_503_and_nothing_is_authorised() {
             .unwrap();
         assert_eq!(resp.status(), 503, "{path}");
     }
-    f.store.fail(false);
+    // A flood while the store fails, then while it times out: every request 503, none
+    // reaches a handler.
+    for fault in [
+        Fault::Error,
+        Fault::Timeout(std::time::Duration::from_millis(20)),
+    ] {
+        f.faults.set(fault);
+        let requests = (0..50).map(|_| {
+            client()
+                .get(server.url("/hello"))
+                .bearer_auth(&token)
+                .send()
+        });
+        for resp in futures_join(requests).await {
+            assert_eq!(resp.unwrap().status(), 503, "{fault:?}");
+        }
+    }
+    assert_eq!(f.hits.load(Ordering::SeqCst), 0);
+    f.faults.set(Fault::None);
     let resp = client()
         .get(server.url("/hello"))
         .bearer_auth(&token)
@@ -591,4 +611,19 @@ async fn extractors_verify_from_state_without_the_layer() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), "typed alice");
+}
+
+/// Runs the futures concurrently and collects their outputs in order.
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

@@ -8,14 +8,10 @@
 )]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use axum::Router;
-use chrono::{DateTime, Utc};
-use keygate::store::{Page, PageRequest, TokenFilter};
-use keygate::{MemoryStore, StoreError, TokenId, TokenRecord, TokenStore};
+use keygate::MemoryStore;
+use keygate::testing::{FaultHandle, FaultyStore};
 
 /// A server bound to a free loopback port; it stops with the test's runtime.
 pub struct Server {
@@ -42,56 +38,10 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// A memory store whose every call fails while `failing` is set.
-#[derive(Default, Clone)]
-pub struct FlakyStore {
-    pub inner: Arc<MemoryStore>,
-    pub failing: Arc<AtomicBool>,
-}
-
-impl FlakyStore {
-    pub fn fail(&self, on: bool) {
-        self.failing.store(on, Ordering::SeqCst);
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StoreError::backend(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "database is down",
-            )))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl TokenStore for FlakyStore {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.update(record).await
-    }
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
-        self.check()?;
-        self.inner.list(filter, page).await
-    }
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch(id, at).await
-    }
+/// A memory store that fails every call while its fault is set (see
+/// `keygate::testing::FaultyStore`): the store for the manager, and the switch.
+pub fn faulty_store() -> (FaultyStore<MemoryStore>, FaultHandle) {
+    FaultyStore::new(MemoryStore::new())
 }
 
 /// Status, every header but `date`, and the body of a response.
