@@ -66,7 +66,7 @@ async fn open_store(url: &str, schema: Option<&str>) -> Result<SqlStore, Box<dyn
 /// PostgreSQL invalidation listener (keep it alive).
 pub(crate) struct Service {
     pub(crate) keygate: Keygate,
-    admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
     _listener: Option<ListenerHandle>,
 }
 
