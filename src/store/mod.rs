@@ -79,31 +79,74 @@ pub trait TokenStore: Send + Sync {
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
+/// The boxed future every [`TokenStore`] method returns (what `#[async_trait]` expands to).
+type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+// Smart pointers to a store are stores. The methods hand back the inner store's future as it
+// is (no second box, no extra poll layer), so `Arc<S>` costs nothing over `S`.
 macro_rules! forward_store {
     ($ty:ty) => {
-        #[async_trait]
         impl<S: TokenStore + ?Sized> TokenStore for $ty {
-            async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-                (**self).insert(record).await
+            fn insert<'a, 'b, 'f>(&'a self, record: &'b TokenRecord) -> StoreFuture<'f, ()>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).insert(record)
             }
-            async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-                (**self).get(id).await
+            fn get<'a, 'b, 'f>(
+                &'a self,
+                id: &'b TokenId,
+            ) -> StoreFuture<'f, Option<Arc<TokenRecord>>>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).get(id)
             }
-            async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-                (**self).update(record).await
+            fn update<'a, 'b, 'f>(&'a self, record: &'b TokenRecord) -> StoreFuture<'f, u64>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).update(record)
             }
-            async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-                (**self).delete(id).await
+            fn delete<'a, 'b, 'f>(&'a self, id: &'b TokenId) -> StoreFuture<'f, bool>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).delete(id)
             }
-            async fn list(
-                &self,
-                filter: &TokenFilter,
-                page: &PageRequest,
-            ) -> Result<Page, StoreError> {
-                (**self).list(filter, page).await
+            fn list<'a, 'b, 'c, 'f>(
+                &'a self,
+                filter: &'b TokenFilter,
+                page: &'c PageRequest,
+            ) -> StoreFuture<'f, Page>
+            where
+                'a: 'f,
+                'b: 'f,
+                'c: 'f,
+                Self: 'f,
+            {
+                (**self).list(filter, page)
             }
-            async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-                (**self).touch(id, at).await
+            fn touch<'a, 'b, 'f>(
+                &'a self,
+                id: &'b TokenId,
+                at: DateTime<Utc>,
+            ) -> StoreFuture<'f, ()>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).touch(id, at)
             }
         }
     };
