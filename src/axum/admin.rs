@@ -414,32 +414,16 @@ struct FilterParams {
 
 impl FilterParams {
     fn into_filter(self) -> TokenFilter {
-        let mut f = TokenFilter::new();
-        if let Some(v) = self.name {
-            f = f.name_contains(v);
+        TokenFilter {
+            name_contains: self.name,
+            owner: self.owner,
+            created_by: self.created_by,
+            status: self.status,
+            expires_before: self.expires_before,
+            expires_after: self.expires_after,
+            project: self.project,
+            scope: self.scope,
         }
-        if let Some(v) = self.owner {
-            f = f.owner(v);
-        }
-        if let Some(v) = self.created_by {
-            f = f.created_by(v);
-        }
-        if let Some(v) = self.status {
-            f = f.status(v);
-        }
-        if let Some(v) = self.expires_before {
-            f = f.expires_before(v);
-        }
-        if let Some(v) = self.expires_after {
-            f = f.expires_after(v);
-        }
-        if let Some(v) = self.project {
-            f = f.project(v);
-        }
-        if let Some(v) = self.scope {
-            f = f.scope(v);
-        }
-        f
     }
 }
 
