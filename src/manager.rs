@@ -46,7 +46,7 @@ struct Inner {
     dummy: Digest,
     /// Stands in for the record of an unknown id (digest `dummy` under the current key), so
     /// an unknown id runs the same verification code as a wrong secret.
-    dummy_record: TokenRecord,
+    dummy_record: Arc<TokenRecord>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -155,7 +155,7 @@ impl TokenManagerBuilder {
         let mut dummy = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut dummy);
         let dummy = Digest::from_bytes(dummy);
-        let dummy_record = dummy_record(dummy, keyring.current_version());
+        let dummy_record = Arc::new(dummy_record(dummy, keyring.current_version()));
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -650,10 +650,13 @@ impl TokenManager {
                 }
             },
         };
-        // An unknown id runs the same code as a known one, against a dummy record that
-        // cannot match, so "unknown" and "wrong secret" cost the same.
-        let known = Choice::from(u8::from(record.is_some()));
-        let candidate: &TokenRecord = record.as_deref().unwrap_or(&inner.dummy_record);
+        // An unknown id runs the same code as a known one, against a stand-in record that
+        // cannot match, so "unknown" and "wrong secret" cost the same; the stand-in is held
+        // and dropped like a stored record, so even the reference counting is the same.
+        let (candidate, known) = match record {
+            Some(r) => (r, Choice::from(1)),
+            None => (Arc::clone(&inner.dummy_record), Choice::from(0)),
+        };
 
         let cur_version = candidate.digest.key_version;
         let d_cur = self.digest_or_dummy(cur_version, id_str, secret);
@@ -684,9 +687,10 @@ impl TokenManager {
             });
         }
         // A match implies a known id (the dummy's comparisons are masked off).
-        let Some(record) = record else {
+        if !bool::from(known) {
             return Err(VerifyError::Unknown);
-        };
+        }
+        let record = candidate;
 
         match record.status {
             TokenStatus::Revoked => return Err(VerifyError::Revoked),
