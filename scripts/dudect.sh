@@ -15,6 +15,7 @@
 #   e_info_parse_first_vs_last_byte    informational: bench a's inputs through parse alone
 #   f_info_digest_first_vs_last_byte   informational: bench a's inputs through digest + eq alone
 #   g_info_same_inputs_noise_floor     informational: both classes drawn the same way (noise floor)
+#   h_info_two_known_ids               informational: wrong secrets of two known ids (b2's store)
 # Pass: |max t| < 4.5 for a and b2, and |max t| > 10 for the control (else the run is void).
 # b is reported, not gated: it includes the memory store's hash-map lookup, hit vs miss
 # (bench d alone), which tells whether an id exists; ids are public (see SECURITY.md). b2

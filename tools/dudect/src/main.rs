@@ -25,6 +25,9 @@
 //!   `Keyring::digest` + `Digest` equality alone (the secret-dependent steps).
 //! - `g_info_same_inputs_noise_floor`: informational, no pass/fail: both classes drawn the
 //!   same way (wrong secrets of the known id): the harness's own noise floor.
+//! - `h_info_two_known_ids`: informational, no pass/fail: wrong secrets of two different
+//!   known ids over the equal-cost store: a different id and record, but no hit-or-miss
+//!   branch between the classes.
 //!
 //! `DUDECT_MEASUREMENTS` sets the measurements per class (default 1,000,000).
 
@@ -147,32 +150,33 @@ fn setup() -> Setup {
     setup_with(MemoryStore::new())
 }
 
-/// A store whose lookup costs the same for every id: it always finds the known id's entry
-/// (borrowed, no reference taken), compares the requested id with it without early exit,
-/// and hands out a reference to the record only on a match, as any store does on a hit.
-/// Isolates the manager's own work (bench b2). Other methods go to a memory store, which
-/// holds the records `setup_with` issues; `get` reads the known record from `known`, which
-/// `insert`, `update` and `delete` keep in step.
+/// A store whose lookup costs the same for every id. It holds copies of the records of a
+/// few ids (`ids`), compares the requested id with each of them without early exit, picks
+/// the matching copy by index arithmetic rather than by branching, and hands out a
+/// reference to it only on a match, as any store does on a hit. So the only step whose
+/// path depends on the id is the one every store has: a hit or a miss. Other methods go
+/// to a memory store, which holds the records `setup_with` issues; `insert`, `update` and
+/// `delete` keep the copies in step with it.
 struct EqualCostStore {
     inner: MemoryStore,
-    known_id: TokenId,
-    known: std::sync::RwLock<Option<Arc<TokenRecord>>>,
+    ids: Vec<TokenId>,
+    copies: std::sync::RwLock<Vec<Option<Arc<TokenRecord>>>>,
 }
 
 impl EqualCostStore {
-    fn new() -> Self {
+    fn new(ids: Vec<TokenId>) -> Self {
         EqualCostStore {
             inner: MemoryStore::new(),
-            known_id: known_id(),
-            known: std::sync::RwLock::new(None),
+            copies: std::sync::RwLock::new(vec![None; ids.len()]),
+            ids,
         }
     }
 
-    /// Keeps the copy `get` reads in step with the memory store.
-    fn refresh(&self, r: &TokenRecord) {
-        if r.id == self.known_id {
-            let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-            *known = Some(Arc::new(r.clone()));
+    /// Sets the copy of `id`'s record (`None`: deleted), if `id` is one of `ids`.
+    fn refresh(&self, id: &TokenId, record: Option<&TokenRecord>) {
+        if let Some(i) = self.ids.iter().position(|k| k == id) {
+            let mut copies = self.copies.write().unwrap_or_else(|e| e.into_inner());
+            copies[i] = record.map(|r| Arc::new(r.clone()));
         }
     }
 }
@@ -181,30 +185,34 @@ impl EqualCostStore {
 impl TokenStore for EqualCostStore {
     async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
         self.inner.insert(r).await?;
-        self.refresh(r);
+        self.refresh(&r.id, Some(r));
         Ok(())
     }
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-        let Some(record) = known.as_ref() else {
-            return Ok(None);
-        };
-        let (a, b) = (id.as_str().as_bytes(), record.id.as_str().as_bytes());
-        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-        let same = black_box(diff) == 0 && a.len() == b.len();
-        Ok(same.then(|| Arc::clone(record)))
+        let copies = self.copies.read().unwrap_or_else(|e| e.into_inner());
+        let a = id.as_str().as_bytes();
+        let (mut hit, mut at) = (0u8, 0usize);
+        for (i, known) in self.ids.iter().enumerate() {
+            let b = known.as_str().as_bytes();
+            let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+            let same = u8::from(black_box(diff) == 0) & u8::from(a.len() == b.len());
+            hit |= same;
+            at |= usize::from(same) * i;
+        }
+        Ok(if black_box(hit) == 1 {
+            copies.get(at).cloned().flatten()
+        } else {
+            None
+        })
     }
     async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
         let version = self.inner.update(r).await?;
-        if let Some(stored) = self.inner.get(&r.id).await? {
-            self.refresh(&stored);
-        }
+        let stored = self.inner.get(&r.id).await?;
+        self.refresh(&r.id, stored.as_deref());
         Ok(version)
     }
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        if *id == self.known_id {
-            *self.known.write().unwrap_or_else(|e| e.into_inner()) = None;
-        }
+        self.refresh(id, None);
         self.inner.delete(id).await
     }
     async fn list(&self, f: &TokenFilter, p: &PageRequest) -> Result<Page, StoreError> {
@@ -344,7 +352,7 @@ fn b_unknown_id_vs_wrong_secret(runner: &mut CtRunner, _rng: &mut BenchRng) {
 }
 
 fn b2_unknown_id_vs_wrong_secret_equal_cost_store(runner: &mut CtRunner, _rng: &mut BenchRng) {
-    let s = setup_with(EqualCostStore::new());
+    let s = setup_with(EqualCostStore::new(vec![known_id()]));
     collect(
         runner,
         "b2_unknown_id_vs_wrong_secret_equal_cost_store",
@@ -445,7 +453,7 @@ fn f_info_digest_first_vs_last_byte(runner: &mut CtRunner, _rng: &mut BenchRng) 
 /// same way, over the equal-cost store of bench b2. The harness's noise floor: with no
 /// difference between the classes, |t| should stay small.
 fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
-    let s = setup_with(EqualCostStore::new());
+    let s = setup_with(EqualCostStore::new(vec![known_id()]));
     collect(
         runner,
         "g_info_same_inputs_noise_floor",
@@ -461,6 +469,31 @@ fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
     );
 }
 
+/// Informational, no pass/fail: wrong secrets of two different known ids, over the
+/// equal-cost store holding both. Both classes hit, at different records: compared with
+/// bench b2, shows what the hit-or-miss branch costs beyond a different id and record.
+fn h_info_two_known_ids(runner: &mut CtRunner, _rng: &mut BenchRng) {
+    let other = TokenId::new("dudect-known-0501").unwrap_or_else(|e| panic!("{e}"));
+    let s = setup_with(EqualCostStore::new(vec![known_id(), other.clone()]));
+    collect(
+        runner,
+        "h_info_two_known_ids",
+        |class, rng| {
+            let id = match class {
+                Class::Left => &other,
+                Class::Right => &s.known,
+            };
+            let secret = random_secret(s.secret.len(), rng);
+            let token = s
+                .format
+                .format(id, &secret)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (token.expose_secret().to_owned(), secret.into_bytes())
+        },
+        |token, _| verify_fails(&s.manager, token),
+    );
+}
+
 ctbench_main!(
     a_secret_first_vs_last_byte,
     b_unknown_id_vs_wrong_secret,
@@ -469,5 +502,6 @@ ctbench_main!(
     d_info_store_get_unknown_vs_known,
     e_info_parse_first_vs_last_byte,
     f_info_digest_first_vs_last_byte,
-    g_info_same_inputs_noise_floor
+    g_info_same_inputs_noise_floor,
+    h_info_two_known_ids
 );
