@@ -651,8 +651,9 @@ impl TokenManager {
             },
         };
         // An unknown id runs the same code as a known one, against a stand-in record that
-        // cannot match, so "unknown" and "wrong secret" cost the same; the stand-in is held
-        // and dropped like a stored record, so even the reference counting is the same.
+        // cannot match, so "unknown" does the same work as "wrong secret"; the stand-in is
+        // held and dropped like a stored record, so even the reference counting is the same.
+        // Only this branch on the store's answer differs (see SECURITY.md).
         let (candidate, known) = match record {
             Some(r) => (r, Choice::from(1)),
             None => (Arc::clone(&inner.dummy_record), Choice::from(0)),
