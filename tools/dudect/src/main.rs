@@ -303,6 +303,27 @@ fn collect(
     eprintln!("{name}: measurements per class: left {left}, right {right}");
 }
 
+/// Times `verify` of tokens with a random (wrong) secret for the id `left` or `right`, by class.
+fn compare_ids(runner: &mut CtRunner, name: &str, s: &Setup, left: &TokenId, right: &TokenId) {
+    collect(
+        runner,
+        name,
+        |class, rng| {
+            let id = match class {
+                Class::Left => left,
+                Class::Right => right,
+            };
+            let secret = random_secret(s.secret.len(), rng);
+            let token = s
+                .format
+                .format(id, &secret)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (token.expose_secret().to_owned(), secret.into_bytes())
+        },
+        |token, _| verify_fails(&s.manager, token),
+    );
+}
+
 fn a_secret_first_vs_last_byte(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup();
     let len = s.secret.len();
@@ -332,43 +353,23 @@ fn a_secret_first_vs_last_byte(runner: &mut CtRunner, _rng: &mut BenchRng) {
 
 fn b_unknown_id_vs_wrong_secret(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup();
-    collect(
+    compare_ids(
         runner,
         "b_unknown_id_vs_wrong_secret",
-        |class, rng| {
-            let id = match class {
-                Class::Left => &s.unknown,
-                Class::Right => &s.known,
-            };
-            let secret = random_secret(s.secret.len(), rng);
-            let token = s
-                .format
-                .format(id, &secret)
-                .unwrap_or_else(|e| panic!("{e}"));
-            (token.expose_secret().to_owned(), secret.into_bytes())
-        },
-        |token, _| verify_fails(&s.manager, token),
+        &s,
+        &s.unknown,
+        &s.known,
     );
 }
 
 fn b2_unknown_id_vs_wrong_secret_equal_cost_store(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup_with(EqualCostStore::new(vec![known_id()]));
-    collect(
+    compare_ids(
         runner,
         "b2_unknown_id_vs_wrong_secret_equal_cost_store",
-        |class, rng| {
-            let id = match class {
-                Class::Left => &s.unknown,
-                Class::Right => &s.known,
-            };
-            let secret = random_secret(s.secret.len(), rng);
-            let token = s
-                .format
-                .format(id, &secret)
-                .unwrap_or_else(|e| panic!("{e}"));
-            (token.expose_secret().to_owned(), secret.into_bytes())
-        },
-        |token, _| verify_fails(&s.manager, token),
+        &s,
+        &s.unknown,
+        &s.known,
     );
 }
 
@@ -454,18 +455,12 @@ fn f_info_digest_first_vs_last_byte(runner: &mut CtRunner, _rng: &mut BenchRng) 
 /// difference between the classes, |t| should stay small.
 fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup_with(EqualCostStore::new(vec![known_id()]));
-    collect(
+    compare_ids(
         runner,
         "g_info_same_inputs_noise_floor",
-        |_, rng| {
-            let secret = random_secret(s.secret.len(), rng);
-            let token = s
-                .format
-                .format(&s.known, &secret)
-                .unwrap_or_else(|e| panic!("{e}"));
-            (token.expose_secret().to_owned(), secret.into_bytes())
-        },
-        |token, _| verify_fails(&s.manager, token),
+        &s,
+        &s.known,
+        &s.known,
     );
 }
 
@@ -475,23 +470,7 @@ fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
 fn h_info_two_known_ids(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let other = TokenId::new("dudect-known-0501").unwrap_or_else(|e| panic!("{e}"));
     let s = setup_with(EqualCostStore::new(vec![known_id(), other.clone()]));
-    collect(
-        runner,
-        "h_info_two_known_ids",
-        |class, rng| {
-            let id = match class {
-                Class::Left => &other,
-                Class::Right => &s.known,
-            };
-            let secret = random_secret(s.secret.len(), rng);
-            let token = s
-                .format
-                .format(id, &secret)
-                .unwrap_or_else(|e| panic!("{e}"));
-            (token.expose_secret().to_owned(), secret.into_bytes())
-        },
-        |token, _| verify_fails(&s.manager, token),
-    );
+    compare_ids(runner, "h_info_two_known_ids", &s, &other, &s.known);
 }
 
 ctbench_main!(
