@@ -887,6 +887,12 @@ async fn last_used_is_written_at_most_once_per_interval() {
         ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::StoreError> {
             self.inner.get(id).await
         }
+        async fn find_by_digest(
+            &self,
+            d: &keygate::digest::Digest,
+        ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::StoreError> {
+            self.inner.find_by_digest(d).await
+        }
         async fn update(&self, r: &keygate::TokenRecord) -> Result<u64, keygate::StoreError> {
             self.inner.update(r).await
         }

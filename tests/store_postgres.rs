@@ -52,7 +52,7 @@ async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     .fetch_all(store.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     sqlx::query(&format!(
         "INSERT INTO \"{}\".keygate_schema_migrations (version, name) VALUES (99, 'future')",
         schema.name

@@ -52,7 +52,7 @@ async fn connect_creates_the_file_and_migrate_is_idempotent() {
             .fetch_all(sqlite.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     // WAL mode, for concurrent readers and a writer.
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(sqlite.pool())

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use keygate::digest::Digest;
 use keygate::store::{Page, PageRequest, TokenFilter};
 use keygate::{StoreError, TokenId, TokenRecord, TokenStore};
 use tokio::sync::Mutex;
@@ -35,6 +36,21 @@ impl TokenStore for VecStore {
 
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         Ok(self.records.lock().await.get(id).cloned().map(Arc::new))
+    }
+
+    // A scan: fine for a test, linear in the number of tokens.
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let m = self.records.lock().await;
+        let hit = m.values().find(|r| {
+            r.digest.digest == *digest
+                || r.previous
+                    .as_ref()
+                    .is_some_and(|p| p.digest.digest == *digest)
+        });
+        Ok(hit.cloned().map(Arc::new))
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
@@ -99,6 +115,9 @@ async fn suite_catches_a_lost_update() {
         }
         async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
             self.0.get(id).await
+        }
+        async fn find_by_digest(&self, d: &Digest) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+            self.0.find_by_digest(d).await
         }
         async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
             let mut m = self.0.records.lock().await;

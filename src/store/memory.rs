@@ -2,13 +2,14 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::record::TokenRecord;
 use crate::scope::ScopeSet;
@@ -19,16 +20,21 @@ use crate::token::TokenId;
 ///
 /// Safe under concurrency (one lock, never held across an `.await`); compare-and-swap
 /// updates lose nothing. Identical scope sets are shared between records to keep memory per
-/// token small (the pool of distinct scope sets is never shrunk).
+/// token small (the pool of distinct scope sets is never shrunk). Records are indexed by id
+/// and by digest (current and previous): the digest index is a table of pointers to the
+/// records, a few bytes per token.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     /// Records, hashed by id (the id lives only in the record).
     records: HashSet<Entry>,
+    /// The same records, hashed by their current digest.
+    digests: DigestIndex,
+    /// Records that keep a previous digest (after a rotation), hashed by it.
+    previous: DigestIndex,
     /// `(created_at, id)` in ascending order; listings walk it backwards.
     order: BTreeSet<(DateTime<Utc>, TokenId)>,
     /// Interned scope sets.
@@ -55,6 +61,80 @@ impl Hash for Entry {
 impl Borrow<TokenId> for Entry {
     fn borrow(&self) -> &TokenId {
         &self.0.id
+    }
+}
+
+/// Records hashed by one of their digests. Several records may hold the same digest (a store
+/// takes whatever records it is given), so entries are told apart by identity.
+struct DigestIndex {
+    table: hashbrown::HashTable<Arc<TokenRecord>>,
+    hasher: RandomState,
+    /// Which digest of a record this index holds.
+    key: fn(&TokenRecord) -> Option<&Digest>,
+}
+
+impl DigestIndex {
+    fn new(key: fn(&TokenRecord) -> Option<&Digest>) -> Self {
+        DigestIndex {
+            table: hashbrown::HashTable::new(),
+            hasher: RandomState::new(),
+            key,
+        }
+    }
+
+    fn current() -> Self {
+        Self::new(|r| Some(&r.digest.digest))
+    }
+
+    fn previous() -> Self {
+        Self::new(|r| r.previous.as_ref().map(|p| &p.digest.digest))
+    }
+
+    fn hash(&self, digest: &Digest) -> u64 {
+        self.hasher.hash_one(digest.as_bytes())
+    }
+
+    fn find(&self, digest: &Digest) -> Option<&Arc<TokenRecord>> {
+        let key = self.key;
+        // Byte equality, not constant time: the digest is a keyed hash of the presented
+        // token, so where it first differs from a stored one says nothing about a secret.
+        self.table.find(self.hash(digest), |r| {
+            key(r).is_some_and(|d| d.as_bytes() == digest.as_bytes())
+        })
+    }
+
+    fn insert(&mut self, record: &Arc<TokenRecord>) {
+        if let Some(d) = (self.key)(record) {
+            let hasher = &self.hasher;
+            let key = self.key;
+            let hash = self.hash(d);
+            self.table.insert_unique(hash, Arc::clone(record), |r| {
+                key(r).map_or(0, |d| hasher.hash_one(d.as_bytes()))
+            });
+        }
+    }
+
+    fn remove(&mut self, record: &Arc<TokenRecord>) {
+        if let Some(d) = (self.key)(record) {
+            if let Ok(entry) = self
+                .table
+                .find_entry(self.hash(d), |r| Arc::ptr_eq(r, record))
+            {
+                entry.remove();
+            }
+        }
+    }
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            records: HashSet::new(),
+            digests: DigestIndex::current(),
+            previous: DigestIndex::previous(),
+            order: BTreeSet::new(),
+            scope_sets: HashSet::new(),
+        }
     }
 }
 
@@ -94,6 +174,21 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl Inner {
+    /// Adds a record to every index but `order`.
+    fn link(&mut self, record: Arc<TokenRecord>) {
+        self.digests.insert(&record);
+        self.previous.insert(&record);
+        self.records.insert(Entry(record));
+    }
+
+    /// Removes the record with this id from every index but `order`.
+    fn unlink(&mut self, id: &TokenId) -> Option<Arc<TokenRecord>> {
+        let Entry(r) = self.records.take(id)?;
+        self.digests.remove(&r);
+        self.previous.remove(&r);
+        Some(r)
+    }
+
     fn intern(&mut self, record: &TokenRecord) -> TokenRecord {
         let mut r = record.clone();
         match self.scope_sets.get(&record.scopes) {
@@ -119,12 +214,24 @@ impl TokenStore for MemoryStore {
         }
         let r = inner.intern(record);
         inner.order.insert((r.created_at, r.id.clone()));
-        inner.records.insert(Entry(Arc::new(r)));
+        inner.link(Arc::new(r));
         Ok(())
     }
 
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         Ok(self.read().records.get(id).map(|e| Arc::clone(&e.0)))
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let inner = self.read();
+        Ok(inner
+            .digests
+            .find(digest)
+            .or_else(|| inner.previous.find(digest))
+            .map(Arc::clone))
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
@@ -145,14 +252,15 @@ impl TokenStore for MemoryStore {
             inner.order.insert((r.created_at, r.id.clone()));
         }
         let version = r.version;
-        inner.records.replace(Entry(Arc::new(r)));
+        inner.unlink(&record.id);
+        inner.link(Arc::new(r));
         Ok(version)
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         let mut inner = self.write();
-        match inner.records.take(id) {
-            Some(Entry(r)) => {
+        match inner.unlink(id) {
+            Some(r) => {
                 inner.order.remove(&(r.created_at, r.id.clone()));
                 Ok(true)
             }
@@ -192,9 +300,9 @@ impl TokenStore for MemoryStore {
             .get(id)
             .is_some_and(|e| e.0.last_used_at.is_none_or(|t| t < at));
         if due {
-            if let Some(Entry(mut r)) = inner.records.take(id) {
+            if let Some(mut r) = inner.unlink(id) {
                 Arc::make_mut(&mut r).last_used_at = Some(at);
-                inner.records.insert(Entry(r));
+                inner.link(r);
             }
         }
         Ok(())

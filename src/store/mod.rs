@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::digest::Digest;
 use crate::error::{Error, StoreError};
 use crate::record::{TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Scope};
@@ -47,6 +48,18 @@ pub trait TokenStore: Send + Sync {
     ///
     /// Returns `Ok(None)` if there is no record with this id.
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
+
+    /// Returns the record whose current digest (`record.digest.digest`) or previous digest
+    /// (`record.previous`, kept after a rotation whatever its `valid_until`) equals
+    /// `digest`, equal to what was last written. The key version is not compared.
+    ///
+    /// Returns `Ok(None)` if no record holds this digest. Verification finds tokens this way,
+    /// so that an unknown id and a wrong secret are the same miss; a store should answer from
+    /// an index on both digests, since a scan makes every verification linear in the number
+    /// of tokens. Digests are keyed hashes (uniformly distributed, unique in practice); if
+    /// several records hold the same digest, any one of them may be returned.
+    async fn find_by_digest(&self, digest: &Digest)
+    -> Result<Option<Arc<TokenRecord>>, StoreError>;
 
     /// Compare-and-swap: replaces the stored record by `record` if the stored version equals
     /// `record.version`, stores it with version `record.version + 1` and returns that
@@ -106,6 +119,17 @@ macro_rules! forward_store {
                 Self: 'f,
             {
                 (**self).get(id)
+            }
+            fn find_by_digest<'a, 'b, 'f>(
+                &'a self,
+                digest: &'b Digest,
+            ) -> StoreFuture<'f, Option<Arc<TokenRecord>>>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).find_by_digest(digest)
             }
             fn update<'a, 'b, 'f>(&'a self, record: &'b TokenRecord) -> StoreFuture<'f, u64>
             where

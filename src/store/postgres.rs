@@ -82,11 +82,18 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait between two reconnection attempts of the invalidation listener.
 const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create_tokens",
-    sql: include_str!("migrations/postgres/0001_create_tokens.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create_tokens",
+        sql: include_str!("migrations/postgres/0001_create_tokens.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "index_digests",
+        sql: include_str!("migrations/postgres/0002_index_digests.sql"),
+    },
+];
 
 /// A [`TokenStore`] in a PostgreSQL database, over a pool the application passes in.
 ///
@@ -113,6 +120,7 @@ struct Statements {
     migrations: String,
     select: String,
     get: String,
+    find_by_digest: String,
     insert: String,
     update: String,
     exists: String,
@@ -131,6 +139,9 @@ impl Statements {
         let select = format!("SELECT {COLUMNS} FROM {t} t");
         Statements {
             get: format!("{select} WHERE t.id = $1"),
+            find_by_digest: format!(
+                "{select} WHERE t.digest = $1 OR t.previous_digest = $1 LIMIT 1"
+            ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
                  $11, $12, $13, $14, $15, $16, $17, $18, $19)"
@@ -521,6 +532,18 @@ impl TokenStore for PostgresStore {
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let row = sqlx::query(&self.sql.get)
             .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|r| decode(&r).map(Arc::new)).transpose()
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let row = sqlx::query(&self.sql.find_by_digest)
+            .bind(&digest.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::backend)?;

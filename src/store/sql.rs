@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Page, PageRequest, TokenFilter, TokenStore};
+use crate::digest::Digest;
 use crate::error::{Error, StoreError};
 use crate::record::TokenRecord;
 use crate::token::TokenId;
@@ -257,6 +258,12 @@ impl TokenStore for SqlStore {
     }
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.inner().get(id).await
+    }
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.inner().find_by_digest(digest).await
     }
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         self.inner().update(record).await

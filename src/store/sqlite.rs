@@ -68,11 +68,18 @@ pub const DEFAULT_TABLE_PREFIX: &str = "keygate_";
 /// [`SqliteStore::connect`]).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create_tokens",
-    sql: include_str!("migrations/sqlite/0001_create_tokens.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create_tokens",
+        sql: include_str!("migrations/sqlite/0001_create_tokens.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "index_digests",
+        sql: include_str!("migrations/sqlite/0002_index_digests.sql"),
+    },
+];
 
 /// A [`TokenStore`] in a SQLite database, over a pool the application passes in.
 ///
@@ -100,6 +107,7 @@ struct Statements {
     list: String,
     list_by_scope: String,
     get: String,
+    find_by_digest: String,
     insert: String,
     insert_scope: String,
     insert_project: String,
@@ -132,6 +140,9 @@ impl Statements {
         );
         Statements {
             get: format!("{select} WHERE o.id = ?"),
+            find_by_digest: format!(
+                "{select} WHERE o.digest = ?1 OR o.previous_digest = ?1 LIMIT 1"
+            ),
             list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t"),
             // By scope: the scope rows carry the listing order, so the scope index yields
             // matches newest first and the walk stops at the limit.
@@ -483,6 +494,18 @@ impl TokenStore for SqliteStore {
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let row = sqlx::query(&self.sql.get)
             .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|r| decode(&r).map(Arc::new)).transpose()
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let row = sqlx::query(&self.sql.find_by_digest)
+            .bind(&digest.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::backend)?;

@@ -24,7 +24,8 @@
 //! assert!(manager.verify(issued.expose_secret()).await.is_ok());
 //!
 //! assert!(manager.verify("kg_not_a_token").await.is_err());
-//! assert_eq!(faults.calls(StoreOp::Get), 2); // the malformed token never reached the store
+//! // The malformed token never reached the store.
+//! assert_eq!(faults.calls(StoreOp::FindByDigest), 2);
 //! # }
 //! ```
 //!
@@ -38,6 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::record::TokenRecord;
 use crate::store::{Page, PageRequest, TokenFilter, TokenStore};
@@ -68,6 +70,8 @@ pub enum StoreOp {
     Insert,
     /// [`TokenStore::get`].
     Get,
+    /// [`TokenStore::find_by_digest`]: what verification calls.
+    FindByDigest,
     /// [`TokenStore::update`].
     Update,
     /// [`TokenStore::delete`].
@@ -78,7 +82,7 @@ pub enum StoreOp {
     Touch,
 }
 
-const OPS: usize = 6;
+const OPS: usize = 7;
 
 impl StoreOp {
     fn index(self) -> usize {
@@ -89,6 +93,7 @@ impl StoreOp {
             StoreOp::Delete => 3,
             StoreOp::List => 4,
             StoreOp::Touch => 5,
+            StoreOp::FindByDigest => 6,
         }
     }
 }
@@ -225,6 +230,14 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.inner.get(id).await
     }
 
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.handle.enter(StoreOp::FindByDigest).await?;
+        self.inner.find_by_digest(digest).await
+    }
+
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         self.handle.enter(StoreOp::Update).await?;
         self.inner.update(record).await
@@ -262,6 +275,11 @@ mod tests {
             store.touch(&id, Utc::now()).await,
             Err(StoreError::Backend(_))
         ));
+        let digest = Digest::from_bytes([7; 32]);
+        assert!(matches!(
+            store.find_by_digest(&digest).await,
+            Err(StoreError::Backend(_))
+        ));
         faults.set(Fault::Timeout(Duration::from_millis(1)));
         assert!(matches!(
             store.delete(&id).await,
@@ -271,8 +289,9 @@ mod tests {
         assert!(!store.delete(&id).await.unwrap());
         assert_eq!(faults.calls(StoreOp::Get), 2);
         assert_eq!(faults.calls(StoreOp::Delete), 2);
-        assert_eq!(faults.total_calls(), 5);
-        assert_eq!(faults.injected(), 3);
+        assert_eq!(faults.calls(StoreOp::FindByDigest), 1);
+        assert_eq!(faults.total_calls(), 6);
+        assert_eq!(faults.injected(), 4);
         faults.reset_counts();
         assert_eq!(faults.total_calls(), 0);
     }

@@ -42,6 +42,8 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     insert_then_get_round_trips(&*store).await;
     insert_existing_id_fails(&*store).await;
     get_unknown_is_none(&*store).await;
+    find_by_digest_current_or_previous(&*store).await;
+    find_by_digest_follows_writes(&*store).await;
     update_compare_and_swap(&*store).await;
     update_stale_version_conflicts(&*store).await;
     update_unknown_is_not_found(&*store).await;
@@ -192,6 +194,112 @@ pub async fn get_unknown_is_none<S: TokenStore + ?Sized>(store: &S) {
         got.is_none(),
         "conformance: get of an unknown id must be Ok(None)"
     );
+}
+
+/// `find_by_digest`: "Returns the record whose current digest or previous digest (kept after
+/// a rotation whatever its `valid_until`) equals `digest`, equal to what was last written.
+/// The key version is not compared. Returns `Ok(None)` if no record holds this digest."
+pub async fn find_by_digest_current_or_previous<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let mut record = sample_record(&owner, 1, base_time());
+    // Past its grace period, revoked, with another key version: still found.
+    record.status = TokenStatus::Revoked;
+    if let Some(p) = record.previous.as_mut() {
+        p.valid_until = base_time() - Duration::days(1);
+    }
+    let previous = record.previous.as_ref().map(|p| p.digest.digest);
+    let Some(previous) = previous else {
+        panic!("conformance: sample record has a previous digest")
+    };
+    must(store.insert(&record).await, "insert");
+    let other = sample_record(&owner, 2, base_time());
+    must(store.insert(&other).await, "insert");
+
+    let by_current = must(store.find_by_digest(&record.digest.digest).await, "find");
+    assert_eq!(
+        by_current.as_deref(),
+        Some(&record),
+        "conformance: find_by_digest must return the record holding this current digest"
+    );
+    let by_previous = must(store.find_by_digest(&previous).await, "find");
+    assert_eq!(
+        by_previous.as_deref(),
+        Some(&record),
+        "conformance: find_by_digest must return the record holding this previous digest, \
+         whatever its valid_until"
+    );
+    let by_other = must(store.find_by_digest(&other.digest.digest).await, "find");
+    assert_eq!(
+        by_other.as_deref(),
+        Some(&other),
+        "conformance: find_by_digest must return the record holding the digest, no other"
+    );
+    let unknown = digest(1).digest;
+    let got = must(store.find_by_digest(&unknown).await, "find");
+    assert!(
+        got.is_none(),
+        "conformance: find_by_digest of a digest no record holds must be Ok(None)"
+    );
+}
+
+/// `find_by_digest` after writes: "equal to what was last written". A rotation's new digest
+/// is found, its old one through `previous`, the one before that no longer; a touch is seen;
+/// after a delete neither digest is found.
+pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let record = sample_record(&owner, 1, base_time());
+    must(store.insert(&record).await, "insert");
+    let oldest = record.previous.as_ref().map(|p| p.digest.digest);
+    let Some(oldest) = oldest else {
+        panic!("conformance: sample record has a previous digest")
+    };
+
+    let mut rotated = record.clone();
+    rotated.digest = digest(3);
+    rotated.previous = Some(Box::new(PreviousSecret {
+        digest: record.digest,
+        valid_until: base_time() + Duration::hours(1),
+    }));
+    let version = must(store.update(&rotated).await, "update");
+    rotated.version = version;
+    for (d, what) in [
+        (rotated.digest.digest, "the new current digest"),
+        (record.digest.digest, "the digest kept as previous"),
+    ] {
+        let got = must(store.find_by_digest(&d).await, "find");
+        assert_eq!(
+            got.as_deref(),
+            Some(&rotated),
+            "conformance: after an update, find_by_digest by {what} must return the \
+             record as last written"
+        );
+    }
+    let got = must(store.find_by_digest(&oldest).await, "find");
+    assert!(
+        got.is_none(),
+        "conformance: a digest an update replaced must no longer be found"
+    );
+
+    let used = rotated.last_used_at.map(|t| t + Duration::minutes(1));
+    let Some(used) = used else {
+        panic!("conformance: sample record has last_used_at")
+    };
+    must(store.touch(&rotated.id, used).await, "touch");
+    let got = must(store.find_by_digest(&rotated.digest.digest).await, "find");
+    assert_eq!(
+        got.and_then(|r| r.last_used_at),
+        Some(used),
+        "conformance: find_by_digest must see the last touch"
+    );
+
+    must(store.delete(&rotated.id).await, "delete");
+    for d in [rotated.digest.digest, record.digest.digest] {
+        let got = must(store.find_by_digest(&d).await, "find");
+        assert!(
+            got.is_none(),
+            "conformance: after a delete, find_by_digest must find neither digest"
+        );
+    }
 }
 
 /// `update`: "replaces the stored record by `record` if the stored version equals

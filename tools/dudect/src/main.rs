@@ -205,6 +205,12 @@ impl TokenStore for EqualCostStore {
             None
         })
     }
+    async fn find_by_digest(
+        &self,
+        d: &keygate::Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.inner.find_by_digest(d).await
+    }
     async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
         let version = self.inner.update(r).await?;
         let stored = self.inner.get(&r.id).await?;
