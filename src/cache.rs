@@ -1,9 +1,11 @@
 //! The optional verification cache of [`TokenManager`](crate::TokenManager).
 //!
 //! It keeps records of tokens that verified successfully (positive entries only: an unknown
-//! id or a failure is never cached) for at most its TTL, so a hot token costs no store round
-//! trip. Digest comparison, status and expiry checks still run on every request against the
-//! cached record, so a wrong secret is always refused.
+//! token or a failure is never cached) for at most its TTL, so a hot token costs no store
+//! round trip. Entries are keyed by the digest of the presented token, as the store is, so
+//! an unknown id and a wrong secret miss the cache alike. The constant-time digest
+//! comparison, status and expiry checks still run on every request against the cached
+//! record.
 //!
 //! Bound on staleness: a change made through the same manager (revoke, disable, rotate,
 //! update, delete) removes the entry at once. A change made elsewhere (another instance, the
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::record::TokenRecord;
 use crate::token::TokenId;
@@ -77,17 +80,36 @@ impl CacheConfig {
 
 pub(crate) struct VerifyCache {
     config: CacheConfig,
-    entries: RwLock<HashMap<TokenId, (Arc<TokenRecord>, Instant)>>,
+    entries: RwLock<Entries>,
     /// Bumped by every invalidation. A record read before an invalidation is not cached
     /// after it, so a verification racing with a revoke cannot re-insert the old record.
     epoch: AtomicU64,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// By the digest the record was found with (current or previous secret).
+    by_digest: HashMap<[u8; 32], (Arc<TokenRecord>, Instant)>,
+    /// The digests cached for each id, to invalidate by id.
+    by_id: HashMap<TokenId, Vec<[u8; 32]>>,
+}
+
+impl Entries {
+    fn retain_fresh(&mut self, ttl: Duration) {
+        self.by_digest.retain(|_, (_, at)| at.elapsed() < ttl);
+        let by_digest = &self.by_digest;
+        self.by_id.retain(|_, ds| {
+            ds.retain(|d| by_digest.contains_key(d));
+            !ds.is_empty()
+        });
+    }
 }
 
 impl VerifyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
         VerifyCache {
             config,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             epoch: AtomicU64::new(0),
         }
     }
@@ -97,38 +119,53 @@ impl VerifyCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// A fresh entry, if any. Expired entries are never returned.
-    pub(crate) fn get(&self, id: &TokenId) -> Option<Arc<TokenRecord>> {
+    /// A fresh entry for this digest, if any. Expired entries are never returned.
+    pub(crate) fn get(&self, digest: &Digest) -> Option<Arc<TokenRecord>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let (record, at) = entries.get(id)?;
+        let (record, at) = entries.by_digest.get(digest.as_bytes())?;
         (at.elapsed() < self.config.ttl).then(|| Arc::clone(record))
     }
 
-    /// Caches a record that just verified, read from the store at `fetched` in `epoch`.
-    pub(crate) fn insert(&self, record: Arc<TokenRecord>, fetched: Instant, epoch: u64) {
+    /// Caches a record that just verified with `digest`, read from the store at `fetched`
+    /// in `epoch`.
+    pub(crate) fn insert(
+        &self,
+        digest: Digest,
+        record: Arc<TokenRecord>,
+        fetched: Instant,
+        epoch: u64,
+    ) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        if entries.len() >= self.config.capacity && !entries.contains_key(&record.id) {
-            let ttl = self.config.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if entries.len() >= self.config.capacity {
+        let key = *digest.as_bytes();
+        if entries.by_digest.len() >= self.config.capacity && !entries.by_digest.contains_key(&key)
+        {
+            entries.retain_fresh(self.config.ttl);
+            if entries.by_digest.len() >= self.config.capacity {
                 return;
             }
         }
-        entries.insert(record.id.clone(), (record, fetched));
+        let ids = entries.by_id.entry(record.id.clone()).or_default();
+        if !ids.contains(&key) {
+            ids.push(key);
+        }
+        entries.by_digest.insert(key, (record, fetched));
     }
 
     pub(crate) fn remove(&self, id: &TokenId) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        entries.remove(id);
+        for d in entries.by_id.remove(id).unwrap_or_default() {
+            entries.by_digest.remove(&d);
+        }
     }
 
     pub(crate) fn clear(&self) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
+        entries.by_digest.clear();
+        entries.by_id.clear();
     }
 }

@@ -219,6 +219,13 @@ impl Keyring {
         self.keys.keys().copied()
     }
 
+    /// All versions held, the current (newest) first.
+    pub(crate) fn versions_newest_first(&self) -> impl Iterator<Item = u32> + '_ {
+        // The current version is the highest: `with_previous` only adds lower ones and
+        // `rotate_to` only higher ones.
+        self.keys.keys().rev().copied()
+    }
+
     /// Computes the digest of `id` and `secret` under the key `version`; `None` if that
     /// version is not in the keyring.
     pub fn digest(&self, version: u32, id: &str, secret: &str) -> Option<Digest> {

@@ -51,12 +51,12 @@ pub enum VerifyError {
     /// Well-formed, but the checksum does not match (a typo or a truncated copy).
     #[error("token checksum mismatch")]
     BadChecksum,
-    /// No token with this id exists.
+    /// No token matches: its id is unknown, or its secret is not the token's current or
+    /// previous one. The two are one case on purpose: verification finds a token by the
+    /// digest of the whole presented token, so it cannot tell (and timing cannot reveal)
+    /// whether the id exists.
     #[error("unknown token")]
     Unknown,
-    /// The id exists but the secret is wrong.
-    #[error("wrong token secret")]
-    WrongSecret,
     /// The token has been revoked.
     #[error("token revoked")]
     Revoked,
@@ -81,13 +81,12 @@ impl VerifyError {
         !matches!(self, VerifyError::Store(_))
     }
 
-    /// A short, stable, lower-case code for logs and metrics (`"wrong_secret"`, ...).
+    /// A short, stable, lower-case code for logs and metrics (`"unknown"`, `"revoked"`, ...).
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::Malformed => "malformed",
             VerifyError::BadChecksum => "bad_checksum",
             VerifyError::Unknown => "unknown",
-            VerifyError::WrongSecret => "wrong_secret",
             VerifyError::Revoked => "revoked",
             VerifyError::Disabled => "disabled",
             VerifyError::Expired => "expired",

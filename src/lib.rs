@@ -55,8 +55,11 @@
 //!   ([`IssuedToken`], zeroized on drop, redacted `Debug`, no `Display`, no `Clone`, no
 //!   serde) and in the request being verified.
 //! - **Constant-time comparison** of digests on fixed 32-byte arrays ([`Digest`]'s
-//!   `PartialEq` is constant time). An unknown id costs the same digest work as a wrong
-//!   secret.
+//!   `PartialEq` is constant time).
+//! - **Lookup by digest.** Verification finds a token by the keyed digest of the whole
+//!   presented token, as GitHub, Stripe and Unkey do, so an unknown id and a wrong secret
+//!   are the same miss: one error ([`VerifyError::Unknown`]), the same work, and no timing
+//!   difference that would tell whether an id exists.
 //! - **Cheap rejection.** Over-long or malformed input and bad checksums are refused before
 //!   any store access.
 //! - **Fail closed.** A store failure is [`VerifyError::Store`] (503 over HTTP), never a

@@ -41,12 +41,6 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     touch: Toucher,
     cache: Option<VerifyCache>,
-    /// Compared against when the id is unknown or there is no previous secret, so every
-    /// verification does the same digest work.
-    dummy: Digest,
-    /// Stands in for the record of an unknown id (digest `dummy` under the current key), so
-    /// an unknown id runs the same verification code as a wrong secret.
-    dummy_record: Arc<TokenRecord>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -152,10 +146,6 @@ impl TokenManagerBuilder {
         ))?;
         let interval = Duration::from_std(self.touch_interval)
             .map_err(|_| Error::InvalidConfig("touch interval out of range"))?;
-        let mut dummy = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut dummy);
-        let dummy = Digest::from_bytes(dummy);
-        let dummy_record = Arc::new(dummy_record(dummy, keyring.current_version()));
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -166,8 +156,6 @@ impl TokenManagerBuilder {
                 audit: self.audit,
                 touch: Toucher::new(interval),
                 cache: self.cache.map(VerifyCache::new),
-                dummy,
-                dummy_record,
             }),
         })
     }
@@ -610,9 +598,12 @@ impl TokenManager {
     /// Verifies a presented token string.
     ///
     /// Order: length bound and parse (no store access for malformed input or a bad
-    /// checksum), store lookup, digest comparison in constant time (an unknown id costs the
-    /// same digest work as a wrong secret), then revoked, disabled, expired, and rotated-out
-    /// secret past its grace period. A store failure is [`VerifyError::Store`], never
+    /// checksum); the digest of the presented token under each server-key version, current
+    /// first, each looked up with [`TokenStore::find_by_digest`] (through the cache, if on)
+    /// until a record holds it; the digest compared again in constant time, with the id and
+    /// the key version; then revoked, disabled, expired, and rotated-out secret past its
+    /// grace period. An unknown id and a wrong secret are the same miss
+    /// ([`VerifyError::Unknown`]), with the same work. A store failure is [`VerifyError::Store`], never
     /// "invalid". Failures are reported to the audit sink as `authn_login_fail` (and
     /// `authn_token_reuse` for a rotated-out secret).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
@@ -636,71 +627,84 @@ impl TokenManager {
         id: &TokenId,
         secret: &str,
     ) -> Result<VerifiedToken, VerifyError> {
-        let inner = &*self.inner;
-        let id_str = id.as_str();
-        let (record, fresh_read) = match inner.cache.as_ref() {
-            None => (inner.store.get(id).await.map_err(VerifyError::Store)?, None),
-            Some(cache) => match cache.get(id) {
-                Some(r) => (Some(r), None),
-                None => {
-                    let epoch = cache.epoch();
-                    let fetched = std::time::Instant::now();
-                    let r = inner.store.get(id).await.map_err(VerifyError::Store)?;
-                    (r, Some((epoch, fetched)))
+        // The token is found by its digest, not by its id: an unknown id and a wrong secret
+        // are then the same miss, doing the same work. One digest per server-key version,
+        // the current key first; a valid token stops at the version it was stored under.
+        for version in self.inner.keyring.versions_newest_first() {
+            let Some(digest) = self.inner.keyring.digest(version, id.as_str(), secret) else {
+                continue;
+            };
+            if let Some(found) = self.find(&digest).await? {
+                if let Some(result) = self.check_found(id, secret, version, &digest, found).await {
+                    return result;
                 }
-            },
-        };
-        // An unknown id runs the same code as a known one, against a stand-in record that
-        // cannot match, so "unknown" does the same work as "wrong secret"; the stand-in is
-        // held and dropped like a stored record, so even the reference counting is the same.
-        // Only this branch on the store's answer differs (see SECURITY.md).
-        let (candidate, known) = match record {
-            Some(r) => (r, Choice::from(1)),
-            None => (Arc::clone(&inner.dummy_record), Choice::from(0)),
-        };
+            }
+        }
+        Err(VerifyError::Unknown)
+    }
 
-        let cur_version = candidate.digest.key_version;
-        let d_cur = self.digest_or_dummy(cur_version, id_str, secret);
-        let cur_match = d_cur.ct_eq(&candidate.digest.digest) & known;
-        let (prev, prev_present) = match &candidate.previous {
-            Some(p) => (p.digest, Choice::from(1)),
-            None => (
-                StoredDigest {
-                    digest: inner.dummy,
-                    key_version: cur_version,
-                },
-                Choice::from(0),
-            ),
+    /// The record holding `digest`: from the cache, else from the store.
+    async fn find(&self, digest: &Digest) -> Result<Option<Found>, VerifyError> {
+        let inner = &*self.inner;
+        let Some(cache) = inner.cache.as_ref() else {
+            let r = inner.store.find_by_digest(digest).await;
+            return Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
+                record,
+                fresh: None,
+            }));
         };
-        let d_prev = if prev.key_version == cur_version {
-            d_cur
-        } else {
-            self.digest_or_dummy(prev.key_version, id_str, secret)
-        };
-        let prev_match = d_prev.ct_eq(&prev.digest) & prev_present & known;
-        let cur_match: bool = cur_match.into();
-        let prev_match: bool = prev_match.into();
-        if !cur_match && !prev_match {
-            return Err(if known.into() {
-                VerifyError::WrongSecret
-            } else {
-                VerifyError::Unknown
-            });
+        if let Some(record) = cache.get(digest) {
+            return Ok(Some(Found {
+                record,
+                fresh: None,
+            }));
         }
-        // A match implies a known id (the dummy's comparisons are masked off).
-        if !bool::from(known) {
-            return Err(VerifyError::Unknown);
+        let epoch = cache.epoch();
+        let fetched = std::time::Instant::now();
+        let r = inner.store.find_by_digest(digest).await;
+        Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
+            record,
+            fresh: Some((epoch, fetched)),
+        }))
+    }
+
+    /// Decides on a record found by the digest of the presented token under key `version`.
+    /// `None`: the record does not hold this digest under this key for this id after all (a
+    /// store answering loosely, or a digest collision); it is not accepted.
+    async fn check_found(
+        &self,
+        id: &TokenId,
+        secret: &str,
+        version: u32,
+        digest: &Digest,
+        found: Found,
+    ) -> Option<Result<VerifiedToken, VerifyError>> {
+        let inner = &*self.inner;
+        let record = found.record;
+        // Constant time, though the store matched on these bytes already: keygate does not
+        // rely on a store's comparison to accept a token.
+        let cur_match = bool::from(
+            digest.ct_eq(&record.digest.digest)
+                & Choice::from(u8::from(record.digest.key_version == version)),
+        );
+        let prev_match = record.previous.as_ref().is_some_and(|p| {
+            bool::from(
+                digest.ct_eq(&p.digest.digest)
+                    & Choice::from(u8::from(p.digest.key_version == version)),
+            )
+        });
+        if record.id != *id || !(cur_match || prev_match) {
+            return None;
         }
-        let record = candidate;
 
         match record.status {
-            TokenStatus::Revoked => return Err(VerifyError::Revoked),
-            TokenStatus::Disabled => return Err(VerifyError::Disabled),
+            TokenStatus::Revoked => return Some(Err(VerifyError::Revoked)),
+            TokenStatus::Disabled => return Some(Err(VerifyError::Disabled)),
             TokenStatus::Active => {}
         }
         let now = inner.clock.now();
         if record.expiry.is_expired_at(now) {
-            return Err(VerifyError::Expired);
+            return Some(Err(VerifyError::Expired));
         }
         let via_previous = !cur_match;
         if via_previous {
@@ -709,34 +713,23 @@ impl TokenManager {
                 .as_ref()
                 .is_none_or(|p| now >= p.valid_until);
             if past_grace {
-                return Err(VerifyError::RotatedOut);
+                return Some(Err(VerifyError::RotatedOut));
             }
         }
 
-        if cur_match && cur_version != inner.keyring.current_version() {
-            self.rehash(&record, id_str, secret).await;
+        if cur_match && version != inner.keyring.current_version() {
+            self.rehash(&record, id.as_str(), secret).await;
         }
         if inner.touch.due(&record, now) {
             inner.touch.schedule(&inner.store, &record.id, now);
         }
-        if let (Some(cache), Some((epoch, fetched))) = (&inner.cache, fresh_read) {
-            cache.insert(Arc::clone(&record), fetched, epoch);
+        if let (Some(cache), Some((epoch, fetched))) = (&inner.cache, found.fresh) {
+            cache.insert(*digest, Arc::clone(&record), fetched, epoch);
         }
-        Ok(VerifiedToken {
+        Some(Ok(VerifiedToken {
             record,
             via_previous,
-        })
-    }
-
-    fn digest_or_dummy(&self, version: u32, id: &str, secret: &str) -> Digest {
-        match self.inner.keyring.digest(version, id, secret) {
-            Some(d) => d,
-            // Unknown key version (retired key): cannot match; do the same work.
-            None => {
-                let _ = self.inner.keyring.digest_current(id, secret);
-                self.inner.dummy
-            }
-        }
+        }))
     }
 
     async fn rehash(&self, record: &TokenRecord, id: &str, secret: &str) {
@@ -1291,31 +1284,11 @@ impl TokenManager {
     }
 }
 
-/// The stand-in record of an unknown id. Never stored, never returned: verification only
-/// compares against its digest, with the result masked off.
-fn dummy_record(digest: Digest, key_version: u32) -> TokenRecord {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    TokenRecord {
-        id: TokenId::generate(),
-        name: String::new(),
-        description: String::new(),
-        owner: String::new(),
-        created_by: String::new(),
-        created_at: epoch,
-        updated_at: epoch,
-        expiry: Expiry::Never,
-        status: TokenStatus::Revoked,
-        scopes: ScopeSet::new(),
-        projects: Projects::Only(Default::default()),
-        metadata: BTreeMap::new(),
-        digest: StoredDigest {
-            digest,
-            key_version,
-        },
-        previous: None,
-        last_used_at: None,
-        version: 0,
-    }
+/// A record found by digest, and whether it came from the store (with the cache epoch and
+/// the instant of the read, to cache it) or from the cache.
+struct Found {
+    record: Arc<TokenRecord>,
+    fresh: Option<(u64, std::time::Instant)>,
 }
 
 fn actor_name(actor: Option<&VerifiedToken>) -> String {
@@ -1379,42 +1352,5 @@ impl Toucher {
                 tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::MemoryStore;
-
-    /// An unknown id runs the comparison against the stand-in record, whose result is masked:
-    /// it is `Unknown`, also for the stand-in's own id and after a server-key rotation.
-    #[tokio::test]
-    async fn unknown_id_never_matches_the_stand_in_record() {
-        let key = ServerKey::from_bytes([9u8; 32]).unwrap();
-        let manager = TokenManager::builder(MemoryStore::new())
-            .keyring(
-                Keyring::new(1, key.clone())
-                    .rotate_to(2, ServerKey::generate())
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
-        let stand_in = manager.inner.dummy_record.id.clone();
-        assert_eq!(manager.inner.dummy_record.digest.key_version, 2);
-        let format = TokenFormat::default();
-        for id in [stand_in, TokenId::new("nobody").unwrap()] {
-            let token = format.format(&id, &"s".repeat(43)).unwrap();
-            let r = manager.verify(token.expose_secret()).await;
-            assert!(matches!(r, Err(VerifyError::Unknown)), "{r:?}");
-        }
-        // A known id with a wrong secret is still told apart (for the application and logs).
-        let issued = manager.issue(IssueRequest::new("n", "o")).await.unwrap();
-        let wrong = format.format(issued.id(), &"s".repeat(43)).unwrap();
-        assert!(matches!(
-            manager.verify(wrong.expose_secret()).await,
-            Err(VerifyError::WrongSecret)
-        ));
-        assert!(manager.verify(issued.expose_secret()).await.is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //!   verification cache off and on, and every failure is a store failure, never "invalid".
 //!   Service resumes when the store recovers.
 //! - A flood of malformed, bad-checksum and over-long tokens makes zero store calls.
+//! - A store that answers a lookup with the wrong record gets nothing else accepted.
 #![cfg(feature = "test-util")]
 #![allow(
     clippy::unwrap_used,
@@ -11,14 +12,17 @@
     reason = "test helpers: a panic is a test failure"
 )]
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use keygate::cache::CacheConfig;
+use keygate::store::{Page, PageRequest, TokenFilter};
 use keygate::testing::{Fault, FaultHandle, FaultyStore, StoreOp};
 use keygate::token::MAX_TOKEN_LEN;
 use keygate::{
-    Error, IssueRequest, MemoryStore, RotateRequest, ServerKey, TokenFormat, TokenId, TokenManager,
-    VerifyError,
+    Digest, Error, IssueRequest, MemoryStore, RotateRequest, ServerKey, StoreError, TokenFormat,
+    TokenId, TokenManager, TokenRecord, TokenStore, VerifyError,
 };
 
 async fn setup(cache: bool) -> (TokenManager, FaultHandle, Vec<String>) {
@@ -74,14 +78,14 @@ async fn fails_closed_then_resumes(cache: bool, fault: Fault) {
     // A cached entry is served for at most its TTL without a store read (see
     // `keygate::cache`); drop the cache so every verification needs the store.
     manager.invalidate_all();
-    let before = faults.calls(StoreOp::Get);
+    let before = faults.calls(StoreOp::FindByDigest);
     let succeeded = attempts(&manager, &tokens, 4).await;
     assert_eq!(
         succeeded, 0,
         "verifications authorised while the store failed"
     );
     assert_eq!(
-        faults.calls(StoreOp::Get) - before,
+        faults.calls(StoreOp::FindByDigest) - before,
         40,
         "every verification must have reached the failing store"
     );
@@ -127,7 +131,7 @@ async fn hanging_store_never_authorises() {
         let r = tokio::time::timeout(Duration::from_millis(20), manager.verify(t)).await;
         assert!(r.is_err(), "a hanging store must not produce a decision");
     }
-    assert_eq!(faults.calls(StoreOp::Get), 5);
+    assert_eq!(faults.calls(StoreOp::FindByDigest), 5);
     faults.set(Fault::None);
     assert!(manager.verify(&tokens[0]).await.is_ok());
 }
@@ -213,7 +217,7 @@ async fn malformed_flood_makes_zero_store_calls() {
         Err(VerifyError::Unknown)
     ));
     assert!(manager.verify(&tokens[0]).await.is_ok());
-    assert_eq!(faults.calls(StoreOp::Get), 2);
+    assert_eq!(faults.calls(StoreOp::FindByDigest), 2);
 }
 
 /// With the cache on and no invalidation, a cached entry stops being served once its TTL has
@@ -236,14 +240,94 @@ async fn cached_entries_expire_into_fail_closed() {
     faults.set(Fault::Error);
     // Within the TTL the cached record may answer (documented bound); after it, never.
     tokio::time::sleep(ttl * 2).await;
-    let gets = faults.calls(StoreOp::Get);
+    let gets = faults.calls(StoreOp::FindByDigest);
     for _ in 0..10 {
         assert!(matches!(
             manager.verify(token).await,
             Err(VerifyError::Store(_))
         ));
     }
-    assert_eq!(faults.calls(StoreOp::Get) - gets, 10);
+    assert_eq!(faults.calls(StoreOp::FindByDigest) - gets, 10);
     faults.set(Fault::None);
     assert!(manager.verify(token).await.is_ok());
+}
+
+/// A store that answers `find_by_digest` with one fixed record whatever the digest (a broken
+/// or hostile backend). Everything else goes to a memory store.
+struct AnswersAnyDigest {
+    inner: MemoryStore,
+    answer: std::sync::Mutex<Option<TokenId>>,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for AnswersAnyDigest {
+    async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.insert(r).await
+    }
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn find_by_digest(&self, _: &Digest) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let answer = self.answer.lock().unwrap().clone();
+        match answer {
+            Some(id) => self.inner.get(&id).await,
+            None => Ok(None),
+        }
+    }
+    async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
+        self.inner.update(r).await
+    }
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn list(&self, f: &TokenFilter, p: &PageRequest) -> Result<Page, StoreError> {
+        self.inner.list(f, p).await
+    }
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch(id, at).await
+    }
+}
+
+/// The manager does not take a store's word that a record holds the presented digest: it
+/// compares the digest itself (constant time, under the matching key version) and checks the
+/// id. A store that returns the same record for every digest authorises only that record's
+/// own token, with the cache off and on.
+#[tokio::test]
+async fn a_store_answering_any_digest_authorises_only_the_right_token() {
+    for cache in [false, true] {
+        let store = Arc::new(AnswersAnyDigest {
+            inner: MemoryStore::new(),
+            answer: std::sync::Mutex::new(None),
+        });
+        let mut builder =
+            TokenManager::builder(Arc::clone(&store)).server_key(ServerKey::generate());
+        if cache {
+            builder = builder.cache(CacheConfig::new());
+        }
+        let manager = builder.build().unwrap();
+        let a = manager
+            .issue(IssueRequest::new("a", "alice"))
+            .await
+            .unwrap();
+        let b = manager.issue(IssueRequest::new("b", "bob")).await.unwrap();
+        *store.answer.lock().unwrap() = Some(a.id().clone());
+
+        assert!(manager.verify(a.expose_secret()).await.is_ok(), "control");
+        let format = TokenFormat::default();
+        let wrong = format.format(a.id(), &"A".repeat(43)).unwrap();
+        let nobody = format
+            .format(&TokenId::new("nobody").unwrap(), &"A".repeat(43))
+            .unwrap();
+        for (what, presented) in [
+            ("a wrong secret for the answered id", wrong.expose_secret()),
+            ("an unknown id", nobody.expose_secret()),
+            ("another token's valid secret", b.expose_secret()),
+        ] {
+            let r = manager.verify(presented).await;
+            assert!(
+                matches!(r, Err(VerifyError::Unknown)),
+                "{what} (cache {cache}) must be refused, got {r:?}"
+            );
+        }
+    }
 }

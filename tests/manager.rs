@@ -199,14 +199,15 @@ async fn verify_failure_reasons() {
         Err(VerifyError::BadChecksum)
     ));
 
-    // A well-formed token with a valid checksum but a different secret: wrong secret.
+    // A well-formed token with a valid checksum but a different secret: no token matches,
+    // exactly as for an unknown id.
     let fmt = f.manager.format();
     let forged = fmt
         .format(issued.id(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
         .unwrap();
     assert!(matches!(
         f.manager.verify(forged.expose_secret()).await,
-        Err(VerifyError::WrongSecret)
+        Err(VerifyError::Unknown)
     ));
     // Unknown id.
     let unknown = fmt
@@ -236,7 +237,7 @@ async fn verify_failure_reasons() {
             "malformed",
             "malformed",
             "bad_checksum",
-            "wrong_secret",
+            "unknown",
             "unknown"
         ]
     );
@@ -850,7 +851,7 @@ async fn server_key_rotation_rehashes_on_verify() {
     assert!(only_new.verify(issued.expose_secret()).await.is_ok());
     assert!(matches!(
         m1.verify(issued.expose_secret()).await,
-        Err(VerifyError::WrongSecret)
+        Err(VerifyError::Unknown)
     ));
     // New tokens use the current key.
     let fresh = m2.issue(IssueRequest::new("t2", "o")).await.unwrap();
@@ -999,8 +1000,57 @@ async fn cache_is_invalidated_by_local_changes() {
         .unwrap();
     assert!(matches!(
         m.verify(forged.expose_secret()).await,
-        Err(VerifyError::WrongSecret)
+        Err(VerifyError::Unknown)
     ));
+}
+
+/// During a rotation's grace period the old and the new secret are cached apart (the cache
+/// is keyed by digest); invalidating the id drops both.
+#[tokio::test]
+async fn cache_invalidation_drops_every_secret_of_the_token() {
+    let store = Arc::new(MemoryStore::new());
+    let m = TokenManager::builder(Arc::clone(&store))
+        .server_key(ServerKey::generate())
+        .cache(
+            CacheConfig::new()
+                .ttl(std::time::Duration::from_secs(60))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let old = m.issue(IssueRequest::new("t", "o")).await.unwrap();
+    let new = m
+        .rotate(old.id(), RotateRequest::new().grace(Duration::hours(1)))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(
+            m.verify(old.expose_secret())
+                .await
+                .unwrap()
+                .used_previous_secret()
+        );
+        assert!(
+            !m.verify(new.expose_secret())
+                .await
+                .unwrap()
+                .used_previous_secret()
+        );
+    }
+    // Disabled behind the manager's back: both secrets are still served from the cache...
+    let mut rec = keygate::TokenRecord::clone(&store.get(old.id()).await.unwrap().unwrap());
+    rec.status = TokenStatus::Disabled;
+    store.update(&rec).await.unwrap();
+    assert!(m.verify(old.expose_secret()).await.is_ok());
+    assert!(m.verify(new.expose_secret()).await.is_ok());
+    // ...until the id is invalidated: then neither is.
+    m.invalidate(old.id());
+    for t in [&old, &new] {
+        assert!(matches!(
+            m.verify(t.expose_secret()).await,
+            Err(VerifyError::Disabled)
+        ));
+    }
 }
 
 #[tokio::test]

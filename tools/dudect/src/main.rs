@@ -6,28 +6,23 @@
 //! run, or the run shows nothing.
 //!
 //! - `a_secret_first_vs_last_byte`: valid-length tokens of a known id whose secret differs from
-//!   the right one in the first character vs in the last character (both `WrongSecret`). The
-//!   presented secret is uniformly random in both classes and the stored digest is re-pointed
-//!   (outside the timed region) at a right secret that differs from it in the first or the
-//!   last character: only the relation to the stored secret differs between the classes.
+//!   the right one in the first character vs in the last character. The presented secret is
+//!   uniformly random in both classes and the stored digest is re-pointed (outside the timed
+//!   region) at a right secret that differs from it in the first or the last character: only
+//!   the relation to the stored secret differs between the classes.
 //! - `b_unknown_id_vs_wrong_secret`: a token of an id that does not exist vs a token of a
-//!   known id with a wrong secret (`Unknown` vs `WrongSecret`), over the memory store.
-//! - `b2_unknown_id_vs_wrong_secret_equal_cost_store`: the same, over a store whose lookup
-//!   costs the same for every id: what the manager itself adds.
+//!   known id with a wrong secret, over the memory store holding 1,000 tokens.
 //! - `c_control_leaky_compare`: the same `verify` as the first bench, followed by an
 //!   early-exit byte comparison of the presented secret with the right one: the
 //!   hand-written check the digest comparison replaces. It must be detected.
 //!
 //! - `d_info_store_get_unknown_vs_known`: informational, no pass/fail: the memory store's
-//!   lookup alone, miss vs hit.
+//!   lookup by id alone, miss vs hit (what a lookup by id would reveal).
 //! - `e_info_parse_first_vs_last_byte`, `f_info_digest_first_vs_last_byte`: informational,
 //!   no pass/fail: bench a's inputs through `TokenFormat::parse` alone, and through
 //!   `Keyring::digest` + `Digest` equality alone (the secret-dependent steps).
 //! - `g_info_same_inputs_noise_floor`: informational, no pass/fail: both classes drawn the
 //!   same way (wrong secrets of the known id): the harness's own noise floor.
-//! - `h_info_two_known_ids`: informational, no pass/fail: wrong secrets of two different
-//!   known ids over the equal-cost store: a different id and record, but no hit-or-miss
-//!   branch between the classes.
 //!
 //! `DUDECT_MEASUREMENTS` sets the measurements per class (default 1,000,000).
 
@@ -37,14 +32,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use dudect_bencher::{BenchRng, Class, CtRunner, ctbench_main};
-use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use keygate::audit::NoopSink;
-use keygate::store::{Page, PageRequest, TokenFilter};
 use keygate::{
-    IssueRequest, Keyring, MemoryStore, ServerKey, StoreError, TokenFormat, TokenId, TokenManager,
-    TokenRecord, TokenStore, VerifyError,
+    IssueRequest, Keyring, MemoryStore, ServerKey, TokenFormat, TokenId, TokenManager, TokenRecord,
+    TokenStore, VerifyError,
 };
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -150,85 +142,6 @@ fn setup() -> Setup {
     setup_with(MemoryStore::new())
 }
 
-/// A store whose lookup costs the same for every id. It holds copies of the records of a
-/// few ids (`ids`), compares the requested id with each of them without early exit, picks
-/// the matching copy by index arithmetic rather than by branching, and hands out a
-/// reference to it only on a match, as any store does on a hit. So the only step whose
-/// path depends on the id is the one every store has: a hit or a miss. Other methods go
-/// to a memory store, which holds the records `setup_with` issues; `insert`, `update` and
-/// `delete` keep the copies in step with it.
-struct EqualCostStore {
-    inner: MemoryStore,
-    ids: Vec<TokenId>,
-    copies: std::sync::RwLock<Vec<Option<Arc<TokenRecord>>>>,
-}
-
-impl EqualCostStore {
-    fn new(ids: Vec<TokenId>) -> Self {
-        EqualCostStore {
-            inner: MemoryStore::new(),
-            copies: std::sync::RwLock::new(vec![None; ids.len()]),
-            ids,
-        }
-    }
-
-    /// Sets the copy of `id`'s record (`None`: deleted), if `id` is one of `ids`.
-    fn refresh(&self, id: &TokenId, record: Option<&TokenRecord>) {
-        if let Some(i) = self.ids.iter().position(|k| k == id) {
-            let mut copies = self.copies.write().unwrap_or_else(|e| e.into_inner());
-            copies[i] = record.map(|r| Arc::new(r.clone()));
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenStore for EqualCostStore {
-    async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
-        self.inner.insert(r).await?;
-        self.refresh(&r.id, Some(r));
-        Ok(())
-    }
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let copies = self.copies.read().unwrap_or_else(|e| e.into_inner());
-        let a = id.as_str().as_bytes();
-        let (mut hit, mut at) = (0u8, 0usize);
-        for (i, known) in self.ids.iter().enumerate() {
-            let b = known.as_str().as_bytes();
-            let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-            let same = u8::from(black_box(diff) == 0) & u8::from(a.len() == b.len());
-            hit |= same;
-            at |= usize::from(same) * i;
-        }
-        Ok(if black_box(hit) == 1 {
-            copies.get(at).cloned().flatten()
-        } else {
-            None
-        })
-    }
-    async fn find_by_digest(
-        &self,
-        d: &keygate::Digest,
-    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.inner.find_by_digest(d).await
-    }
-    async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
-        let version = self.inner.update(r).await?;
-        let stored = self.inner.get(&r.id).await?;
-        self.refresh(&r.id, stored.as_deref());
-        Ok(version)
-    }
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.refresh(id, None);
-        self.inner.delete(id).await
-    }
-    async fn list(&self, f: &TokenFilter, p: &PageRequest) -> Result<Page, StoreError> {
-        self.inner.list(f, p).await
-    }
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.touch(id, at).await
-    }
-}
-
 /// Points the stored digest of `s.known` at `secret` (outside the timed region).
 fn store_secret(s: &Setup, secret: &str) {
     let store = s.manager.store();
@@ -275,10 +188,7 @@ fn random_secret(len: usize, rng: &mut Xorshift) -> String {
 }
 
 fn verify_fails(manager: &TokenManager, token: &str) -> bool {
-    matches!(
-        ready(manager.verify(token)),
-        Err(VerifyError::WrongSecret | VerifyError::Unknown)
-    )
+    matches!(ready(manager.verify(token)), Err(VerifyError::Unknown))
 }
 
 /// Runs `n` measurements per class, drawing classes at random; `input` makes the token for a
@@ -368,17 +278,6 @@ fn b_unknown_id_vs_wrong_secret(runner: &mut CtRunner, _rng: &mut BenchRng) {
     );
 }
 
-fn b2_unknown_id_vs_wrong_secret_equal_cost_store(runner: &mut CtRunner, _rng: &mut BenchRng) {
-    let s = setup_with(EqualCostStore::new(vec![known_id()]));
-    compare_ids(
-        runner,
-        "b2_unknown_id_vs_wrong_secret_equal_cost_store",
-        &s,
-        &s.unknown,
-        &s.known,
-    );
-}
-
 fn c_control_leaky_compare(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup();
     let last = s.secret.len() - 1;
@@ -402,8 +301,9 @@ fn c_control_leaky_compare(runner: &mut CtRunner, _rng: &mut BenchRng) {
     );
 }
 
-/// Informational, no pass/fail: the memory store's `get` alone, unknown id vs known id. Shows
-/// how much of bench b's difference the store lookup itself (hit vs miss) accounts for.
+/// Informational, no pass/fail: the memory store's `get` by id alone, unknown id vs known id:
+/// the hit-or-miss difference a lookup by id has, and which verification avoids by looking
+/// tokens up by digest.
 fn d_info_store_get_unknown_vs_known(runner: &mut CtRunner, _rng: &mut BenchRng) {
     let s = setup();
     let store = s.manager.store().clone();
@@ -457,10 +357,10 @@ fn f_info_digest_first_vs_last_byte(runner: &mut CtRunner, _rng: &mut BenchRng) 
 }
 
 /// Informational, no pass/fail: both classes are wrong secrets of the known id, drawn the
-/// same way, over the equal-cost store of bench b2. The harness's noise floor: with no
-/// difference between the classes, |t| should stay small.
+/// same way. The harness's noise floor: with no difference between the classes, |t| should
+/// stay small.
 fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
-    let s = setup_with(EqualCostStore::new(vec![known_id()]));
+    let s = setup();
     compare_ids(
         runner,
         "g_info_same_inputs_noise_floor",
@@ -470,23 +370,12 @@ fn g_info_same_inputs_noise_floor(runner: &mut CtRunner, _rng: &mut BenchRng) {
     );
 }
 
-/// Informational, no pass/fail: wrong secrets of two different known ids, over the
-/// equal-cost store holding both. Both classes hit, at different records: compared with
-/// bench b2, shows what the hit-or-miss branch costs beyond a different id and record.
-fn h_info_two_known_ids(runner: &mut CtRunner, _rng: &mut BenchRng) {
-    let other = TokenId::new("dudect-known-0501").unwrap_or_else(|e| panic!("{e}"));
-    let s = setup_with(EqualCostStore::new(vec![known_id(), other.clone()]));
-    compare_ids(runner, "h_info_two_known_ids", &s, &other, &s.known);
-}
-
 ctbench_main!(
     a_secret_first_vs_last_byte,
     b_unknown_id_vs_wrong_secret,
-    b2_unknown_id_vs_wrong_secret_equal_cost_store,
     c_control_leaky_compare,
     d_info_store_get_unknown_vs_known,
     e_info_parse_first_vs_last_byte,
     f_info_digest_first_vs_last_byte,
-    g_info_same_inputs_noise_floor,
-    h_info_two_known_ids
+    g_info_same_inputs_noise_floor
 );
