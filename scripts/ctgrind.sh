@@ -3,28 +3,32 @@
 #
 # What is claimed: during verification, the steps that touch secret data — deriving the
 # keyring's HMAC state from the server key, HMAC-SHA256 over `id || 0x00 || secret`, and the
-# `Digest` comparison with the stored digest (and with the dummy digest of an unknown id) —
-# contain no conditional jump and no memory address that depends on the server key, the
-# stored digest or the presented secret. tools/ctgrind marks those bytes undefined with a
-# Valgrind client request and counts memcheck's errors around exactly those calls
-# (`Keyring::new`, `Keyring::digest`, `Digest` `==` and `ct_eq`: what `TokenManager::verify`
-# calls on secret data). The match/no-match bit is marked defined before it is branched on.
+# `Digest` comparison with the stored digest — contain no conditional jump and no memory
+# address that depends on the server key, the stored digest or the presented secret.
+# tools/ctgrind marks those bytes undefined with a Valgrind client request and counts
+# memcheck's errors around exactly those calls (`Keyring::new`, `Keyring::digest`, `Digest`
+# `==` and `ct_eq`: what `TokenManager::verify` calls on secret data). The match/no-match bit
+# is marked defined before it is branched on.
 #
 # What is not claimed: parsing the presented string (charset, checksum) branches on it, which
-# its presenter already knows; the store lookup is keyed by the public id; instruction
+# its presenter already knows; the store looks the token up by its keyed digest, an HMAC
+# output used as a hash key (as GitHub, Stripe and Unkey do), so where that lookup goes
+# depends on the digest but reveals nothing about the key or the secret; instruction
 # latencies that do not depend on control flow or addresses are outside memcheck's view
 # (the statistical test, scripts/dudect.sh, covers timing end to end).
 #
 # The check is void unless the positive control (slice `==` on the same undefined digests)
 # reports errors in the same run; the harness fails then too.
 #
-# Second stage, the whole `TokenManager::verify` (parse, store lookup, digest, comparison,
+# Second stage, the whole `TokenManager::verify` (parse, digest, store lookup, comparison,
 # status and expiry checks) with the server key undefined from the start (so the digest
-# issued under it is undefined too): every error memcheck reports must be located in
-# src/manager.rs, where the only secret-derived values are the match results that verify
-# branches on (match or not; current or previous secret). None may be inside the digest,
-# HMAC, SHA-256, `Digest` equality or a memcmp. At least one must be reported (the branch on
-# the result), or the secret marking did not reach verify and the stage is void.
+# issued under it is undefined too), over a memory store that marks the digests it is handed
+# as defined (the lookup key is public from there on, as above): every error memcheck
+# reports must be located in src/manager.rs, where the only secret-derived values are the
+# match results that verify branches on (match or not; current or previous secret). None may
+# be inside the digest, HMAC, SHA-256, `Digest` equality or a memcmp. At least one must be
+# reported (the branch on the result), or the secret marking did not reach verify and the
+# stage is void.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
