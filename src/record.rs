@@ -71,7 +71,8 @@ pub struct PreviousSecret {
 /// precision). The record holds digests, never the secret; its `Debug` output redacts them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenRecord {
-    /// Public id, the lookup key.
+    /// Public id: the key of every management operation (verification finds a token by its
+    /// digest).
     pub id: TokenId,
     /// Human-readable name.
     pub name: String,

@@ -4,7 +4,7 @@
 //!
 //! - `prefix` names the issuer and kind (`kg`, `acme_live`), so secret scanners can find
 //!   leaked tokens;
-//! - `id` is the public lookup key ([`TokenId`]);
+//! - `id` names the token in the open: management operations address it by id ([`TokenId`]);
 //! - `secret` is 43 characters from `[0-9A-Za-z]` drawn uniformly from the OS CSPRNG by
 //!   default (256 bits; configurable, never below 128 bits);
 //! - `checksum` is the CRC32 of everything before it, base62, six characters, zero padded.
