@@ -267,3 +267,64 @@ async fn sql_store_starts_the_listener_for_postgres() {
         .expect("listener");
     assert!(handle.is_some_and(|h| h.is_running()));
 }
+
+/// A schema at version 1 (no digest indexes) is upgraded by `migrate()`: its tokens keep
+/// verifying, and the digest lookup can then use the new indexes, current and previous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_1_indexes_the_digests() {
+    let Some((schema, store)) = TestSchema::new().await else {
+        return;
+    };
+    let manager = TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager");
+    let issued = manager
+        .issue(IssueRequest::new("old", "o"))
+        .await
+        .expect("issue");
+    let s = &schema.name;
+    for sql in [
+        format!("DROP INDEX \"{s}\".keygate_tokens_digest"),
+        format!("DROP INDEX \"{s}\".keygate_tokens_previous_digest"),
+        format!("DELETE FROM \"{s}\".keygate_schema_migrations WHERE version = 2"),
+    ] {
+        sqlx::query(&sql)
+            .execute(store.pool())
+            .await
+            .expect("back to version 1");
+    }
+    store.migrate().await.expect("upgrade");
+    let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{s}\".keygate_schema_migrations ORDER BY version"
+    ))
+    .fetch_all(store.pool())
+    .await
+    .expect("versions");
+    assert_eq!(versions, vec![1, 2]);
+    assert!(manager.verify(issued.expose_secret()).await.is_ok());
+
+    // A table this small is scanned; forbid that to see which indexes the lookup can use.
+    let mut conn = store.pool().acquire().await.expect("connection");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN SELECT t.id FROM \"{s}\".keygate_tokens t \
+         WHERE t.digest = '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea OR t.previous_digest = '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea LIMIT 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("explain");
+    sqlx::query("RESET enable_seqscan")
+        .execute(&mut *conn)
+        .await
+        .expect("reset");
+    for index in ["keygate_tokens_digest", "keygate_tokens_previous_digest"] {
+        assert!(
+            plan.iter().any(|l| l.contains(index)),
+            "the digest lookup must use {index}: {plan:?}"
+        );
+    }
+}
