@@ -34,6 +34,10 @@ struct Fixture {
     valid: Vec<String>,
     wrong_secret: String,
     unknown_id: String,
+    /// Wrong secrets of the hot tokens, and unknown (generated, never issued) ids: each
+    /// cycled, so the lookup's miss is averaged over where the digests land.
+    wrong_secrets: Vec<String>,
+    unknown_ids: Vec<String>,
     bad_checksum: String,
     expired: String,
 }
@@ -103,6 +107,23 @@ fn fixture(n: usize) -> Fixture {
         .unwrap()
         .expose_secret()
         .to_owned();
+    let secret_len = first.secret().len();
+    let wrong_secrets: Vec<String> = valid
+        .iter()
+        .map(|t| {
+            let id = TokenId::new(format.parse(t).unwrap().id()).unwrap();
+            let token = format.format(&id, &random_secret(secret_len)).unwrap();
+            token.expose_secret().to_owned()
+        })
+        .collect();
+    let unknown_ids: Vec<String> = (0..valid.len())
+        .map(|_| {
+            let token = format
+                .format(&TokenId::generate(), &random_secret(secret_len))
+                .unwrap();
+            token.expose_secret().to_owned()
+        })
+        .collect();
     let mut bad_checksum = valid[0].clone();
     let last = bad_checksum.pop().unwrap();
     bad_checksum.push(if last == '0' { '1' } else { '0' });
@@ -131,9 +152,22 @@ fn fixture(n: usize) -> Fixture {
         valid,
         wrong_secret,
         unknown_id,
+        wrong_secrets,
+        unknown_ids,
         bad_checksum,
         expired,
     }
+}
+
+/// A secret of `len` random base62 characters (for wrong secrets).
+fn random_secret(len: usize) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..len)
+        .map(|_| {
+            let i = rand_core::RngCore::next_u32(&mut rand_core::OsRng) as usize % 62;
+            char::from(ALPHABET[i])
+        })
+        .collect()
 }
 
 /// The floor: what any verify must do at least.
@@ -229,6 +263,19 @@ fn main() {
                 async move { black_box(m.verify(black_box(t)).await.is_ok()) }
             })
         });
+        for (name, tokens) in [
+            ("wrong secret (cycling)", &f.wrong_secrets),
+            ("unknown id (cycling)", &f.unknown_ids),
+        ] {
+            let mut i = 0;
+            g.bench_function(name, |b| {
+                b.to_async(&f.rt).iter(|| {
+                    i = (i + 1) % tokens.len();
+                    let t = &tokens[i];
+                    async move { black_box(m.verify(black_box(t)).await.is_err()) }
+                })
+            });
+        }
         for (name, token) in [
             ("wrong secret", &f.wrong_secret),
             ("unknown id", &f.unknown_id),

@@ -3,6 +3,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
@@ -35,8 +36,8 @@ struct Inner {
     digests: DigestIndex,
     /// Records that keep a previous digest (after a rotation), hashed by it.
     previous: DigestIndex,
-    /// `(created_at, id)` in ascending order; listings walk it backwards.
-    order: BTreeSet<(DateTime<Utc>, TokenId)>,
+    /// The same records by `(created_at, id)`, ascending; listings walk it backwards.
+    order: BTreeSet<Ordered>,
     /// Interned scope sets.
     scope_sets: HashSet<ScopeSet>,
 }
@@ -61,6 +62,79 @@ impl Hash for Entry {
 impl Borrow<TokenId> for Entry {
     fn borrow(&self) -> &TokenId {
         &self.0.id
+    }
+}
+
+/// What the listing order compares: `(created_at, id)`. Records and cursors have it, so a
+/// cursor finds its place in the order without a record being built.
+trait OrderKey {
+    fn order_key(&self) -> (DateTime<Utc>, &str);
+}
+
+impl OrderKey for TokenRecord {
+    fn order_key(&self) -> (DateTime<Utc>, &str) {
+        (self.created_at, self.id.as_str())
+    }
+}
+
+impl OrderKey for Cursor {
+    fn order_key(&self) -> (DateTime<Utc>, &str) {
+        (self.created_at, self.id.as_str())
+    }
+}
+
+impl PartialEq for dyn OrderKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.order_key() == other.order_key()
+    }
+}
+
+impl Eq for dyn OrderKey + '_ {}
+
+impl PartialOrd for dyn OrderKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn OrderKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+/// A record in the listing order: a pointer, ordered by the record's `(created_at, id)`.
+struct Ordered(Arc<TokenRecord>);
+
+impl Ordered {
+    fn key(&self) -> &(dyn OrderKey + 'static) {
+        &*self.0
+    }
+}
+
+impl Borrow<dyn OrderKey> for Ordered {
+    fn borrow(&self) -> &(dyn OrderKey + 'static) {
+        self.key()
+    }
+}
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(other.key())
     }
 }
 
@@ -174,18 +248,20 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl Inner {
-    /// Adds a record to every index but `order`.
+    /// Adds a record to every index. Each holds a pointer to the one copy of the record.
     fn link(&mut self, record: Arc<TokenRecord>) {
         self.digests.insert(&record);
         self.previous.insert(&record);
+        self.order.insert(Ordered(Arc::clone(&record)));
         self.records.insert(Entry(record));
     }
 
-    /// Removes the record with this id from every index but `order`.
+    /// Removes the record with this id from every index.
     fn unlink(&mut self, id: &TokenId) -> Option<Arc<TokenRecord>> {
         let Entry(r) = self.records.take(id)?;
         self.digests.remove(&r);
         self.previous.remove(&r);
+        self.order.remove(&*r as &dyn OrderKey);
         Some(r)
     }
 
@@ -213,7 +289,6 @@ impl TokenStore for MemoryStore {
             return Err(StoreError::AlreadyExists);
         }
         let r = inner.intern(record);
-        inner.order.insert((r.created_at, r.id.clone()));
         inner.link(Arc::new(r));
         Ok(())
     }
@@ -247,10 +322,6 @@ impl TokenStore for MemoryStore {
         let mut r = inner.intern(record);
         r.version = record.version + 1;
         r.last_used_at = r.last_used_at.max(stored.last_used_at);
-        if r.created_at != stored.created_at {
-            inner.order.remove(&(stored.created_at, stored.id.clone()));
-            inner.order.insert((r.created_at, r.id.clone()));
-        }
         let version = r.version;
         inner.unlink(&record.id);
         inner.link(Arc::new(r));
@@ -259,28 +330,19 @@ impl TokenStore for MemoryStore {
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         let mut inner = self.write();
-        match inner.unlink(id) {
-            Some(r) => {
-                inner.order.remove(&(r.created_at, r.id.clone()));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(inner.unlink(id).is_some())
     }
 
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         let limit = page.effective_limit();
         let inner = self.read();
-        let upper = match &page.after {
-            Some(Cursor { created_at, id }) => std::ops::Bound::Excluded((*created_at, id.clone())),
-            None => std::ops::Bound::Unbounded,
+        let upper: Bound<&dyn OrderKey> = match &page.after {
+            Some(cursor) => Bound::Excluded(cursor),
+            None => Bound::Unbounded,
         };
         let mut items = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        for (_, id) in inner.order.range((std::ops::Bound::Unbounded, upper)).rev() {
-            let Some(r) = inner.records.get(id) else {
-                continue;
-            };
+        for r in inner.order.range::<dyn OrderKey, _>((Bound::Unbounded, upper)).rev() {
             if !filter.matches(&r.0) {
                 continue;
             }
