@@ -603,9 +603,9 @@ impl TokenManager {
     /// until a record holds it; the digest compared again in constant time, with the id and
     /// the key version; then revoked, disabled, expired, and rotated-out secret past its
     /// grace period. An unknown id and a wrong secret are the same miss
-    /// ([`VerifyError::Unknown`]), with the same work. A store failure is [`VerifyError::Store`], never
-    /// "invalid". Failures are reported to the audit sink as `authn_login_fail` (and
-    /// `authn_token_reuse` for a rotated-out secret).
+    /// ([`VerifyError::Unknown`]), with the same work. A store failure is
+    /// [`VerifyError::Store`], never "invalid". Failures are reported to the audit sink as
+    /// `authn_login_fail` (and `authn_token_reuse` for a rotated-out secret).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let parsed = match self.inner.format.parse(token) {
             Ok(p) => p,

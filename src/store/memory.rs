@@ -342,7 +342,11 @@ impl TokenStore for MemoryStore {
         };
         let mut items = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        for r in inner.order.range::<dyn OrderKey, _>((Bound::Unbounded, upper)).rev() {
+        for r in inner
+            .order
+            .range::<dyn OrderKey, _>((Bound::Unbounded, upper))
+            .rev()
+        {
             if !filter.matches(&r.0) {
                 continue;
             }
@@ -368,5 +372,36 @@ impl TokenStore for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use super::*;
+    use crate::testing::sample_record;
+
+    /// Two records holding the same digest (a store keeps whatever it is given): each is
+    /// found while it exists, and removing one leaves the other findable.
+    #[tokio::test]
+    async fn records_sharing_a_digest_are_indexed_apart() {
+        let store = MemoryStore::new();
+        let a = sample_record("o", 1, Utc::now());
+        let mut b = sample_record("o", 2, Utc::now());
+        b.digest = a.digest;
+        store.insert(&a).await.unwrap();
+        store.insert(&b).await.unwrap();
+        let found = store.find_by_digest(&a.digest.digest).await.unwrap();
+        assert!(found.is_some_and(|r| r.id == a.id || r.id == b.id));
+        assert!(store.delete(&a.id).await.unwrap());
+        let found = store.find_by_digest(&a.digest.digest).await.unwrap();
+        assert_eq!(found.map(|r| r.id.clone()), Some(b.id.clone()));
+        assert!(store.delete(&b.id).await.unwrap());
+        assert!(
+            store
+                .find_by_digest(&a.digest.digest)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
