@@ -24,7 +24,8 @@
 //! Tables `keygate_tokens` and `keygate_schema_migrations` in the schema chosen with
 //! [`PostgresStore::with_schema`] (default `public`), so they sit beside the application's
 //! own tables. The id is the primary key; the digests are 32-byte `bytea` next to their key
-//! versions; no column holds a plaintext token. Scopes and projects are `text[]` (projects
+//! versions, each indexed (verification looks tokens up by digest); no column holds a
+//! plaintext token. Scopes and projects are `text[]` (projects
 //! `NULL` for "all projects", `{}` for none) with GIN indexes; owner, creator and status each
 //! have an index with the listing order `(created_at, id)`; expiry has its own. Ids, owners
 //! and creators use the `"C"` collation, so order and equality are by bytes.

@@ -18,8 +18,8 @@
 //! Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects` and
 //! `{prefix}schema_migrations` (prefix `keygate_` unless set with
 //! [`SqliteStore::with_table_prefix`]), so they sit beside the application's own tables.
-//! The id is the primary key; the digests are 32-byte blobs next to their key versions; no
-//! column holds a plaintext token. Timestamps are integers (microseconds since the Unix
+//! The id is the primary key; the digests are 32-byte blobs next to their key versions, each
+//! indexed (verification looks tokens up by digest); no column holds a plaintext token. Timestamps are integers (microseconds since the Unix
 //! epoch, UTC). Every list filter has an index: owner, creator and status each with the
 //! listing order `(created_at, id)`; expiry; scope and project through their child tables;
 //! and "all projects" through a partial index. `name_contains` is a substring search, which
