@@ -958,18 +958,21 @@ async fn wait_for(cond: impl Fn() -> bool) {
     panic!("condition not reached within 5 s");
 }
 
-#[tokio::test]
-async fn cache_is_invalidated_by_local_changes() {
+/// A manager over a memory store (returned too, to change records behind the manager's back)
+/// with the verification cache on, entries living `ttl`.
+fn cached_manager(ttl: std::time::Duration) -> (Arc<MemoryStore>, TokenManager) {
     let store = Arc::new(MemoryStore::new());
     let m = TokenManager::builder(Arc::clone(&store))
         .server_key(ServerKey::generate())
-        .cache(
-            CacheConfig::new()
-                .ttl(std::time::Duration::from_secs(60))
-                .unwrap(),
-        )
+        .cache(CacheConfig::new().ttl(ttl).unwrap())
         .build()
         .unwrap();
+    (store, m)
+}
+
+#[tokio::test]
+async fn cache_is_invalidated_by_local_changes() {
+    let (store, m) = cached_manager(std::time::Duration::from_secs(60));
     let t = m.issue(IssueRequest::new("t", "o")).await.unwrap();
     assert!(m.verify(t.expose_secret()).await.is_ok());
     // Cached now; a local revoke must still take effect at once.
@@ -1008,16 +1011,7 @@ async fn cache_is_invalidated_by_local_changes() {
 /// is keyed by digest); invalidating the id drops both.
 #[tokio::test]
 async fn cache_invalidation_drops_every_secret_of_the_token() {
-    let store = Arc::new(MemoryStore::new());
-    let m = TokenManager::builder(Arc::clone(&store))
-        .server_key(ServerKey::generate())
-        .cache(
-            CacheConfig::new()
-                .ttl(std::time::Duration::from_secs(60))
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let (store, m) = cached_manager(std::time::Duration::from_secs(60));
     let old = m.issue(IssueRequest::new("t", "o")).await.unwrap();
     let new = m
         .rotate(old.id(), RotateRequest::new().grace(Duration::hours(1)))
@@ -1055,16 +1049,7 @@ async fn cache_invalidation_drops_every_secret_of_the_token() {
 
 #[tokio::test]
 async fn cache_entries_expire_after_ttl() {
-    let store = Arc::new(MemoryStore::new());
-    let m = TokenManager::builder(Arc::clone(&store))
-        .server_key(ServerKey::generate())
-        .cache(
-            CacheConfig::new()
-                .ttl(std::time::Duration::from_millis(100))
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let (store, m) = cached_manager(std::time::Duration::from_millis(100));
     let t = m.issue(IssueRequest::new("t", "o")).await.unwrap();
     assert!(m.verify(t.expose_secret()).await.is_ok());
     let mut rec = keygate::TokenRecord::clone(&store.get(t.id()).await.unwrap().unwrap());

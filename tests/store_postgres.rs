@@ -18,6 +18,14 @@ use sqlx::postgres::PgListener;
 
 use common::TestSchema;
 
+/// A manager over `store` with a fresh server key.
+fn manager_over<S: TokenStore + Clone + 'static>(store: &S) -> TokenManager {
+    TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms() {
     let Some((_schema, store)) = TestSchema::new().await else {
@@ -132,10 +140,7 @@ async fn no_plaintext_is_stored_and_digests_are_bytes() {
     let Some((schema, store)) = TestSchema::new().await else {
         return;
     };
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("ci", "alice").metadata("k", "v"))
         .await
@@ -162,10 +167,7 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
     let Some((schema, store)) = TestSchema::new().await else {
         return;
     };
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let t = format!("\"{}\".keygate_tokens", schema.name);
     let corruptions = [
         format!("UPDATE {t} SET scopes = ARRAY['not a scope!'] WHERE id = $1"),
@@ -207,10 +209,7 @@ async fn a_closed_pool_fails_closed() {
     let Some((_schema, store)) = TestSchema::new().await else {
         return;
     };
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("ci", "alice"))
         .await
@@ -257,10 +256,7 @@ async fn sql_store_starts_the_listener_for_postgres() {
     let Some((_schema, store)) = TestSchema::new().await else {
         return;
     };
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let handle = SqlStore::Postgres(store)
         .spawn_invalidation_listener(manager)
         .await
@@ -275,10 +271,7 @@ async fn upgrade_from_version_1_indexes_the_digests() {
     let Some((schema, store)) = TestSchema::new().await else {
         return;
     };
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("old", "o"))
         .await

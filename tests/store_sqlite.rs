@@ -20,6 +20,14 @@ async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
     store
 }
 
+/// A manager over `store` with a fresh server key.
+fn manager_over<S: TokenStore + Clone + 'static>(store: &S) -> TokenManager {
+    TokenManager::builder(store.clone())
+        .server_key(ServerKey::generate())
+        .build()
+        .expect("manager")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -129,10 +137,7 @@ async fn newer_schema_is_refused() {
 async fn no_plaintext_is_stored_and_digests_are_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("ci", "alice"))
         .await
@@ -165,10 +170,7 @@ async fn no_plaintext_is_stored_and_digests_are_bytes() {
 async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let corruptions = [
         "INSERT INTO keygate_token_scopes (token_id, scope, created_at) VALUES (?, 'not a scope!', 0)",
         "INSERT INTO keygate_token_projects (token_id, project) VALUES (?, 'Bad Project')",
@@ -207,10 +209,7 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
 async fn a_closed_pool_fails_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("ci", "alice"))
         .await
@@ -241,10 +240,7 @@ async fn an_impossible_version_is_a_conflict_or_not_found() {
 async fn sql_store_needs_no_listener_for_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqlStore::Sqlite(store_in(&dir).await);
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let handle = store
         .spawn_invalidation_listener(manager)
         .await
@@ -325,10 +321,7 @@ async fn scope_listings_page_in_order_and_follow_updates() {
 async fn upgrade_from_version_1_indexes_the_digests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let manager = TokenManager::builder(store.clone())
-        .server_key(ServerKey::generate())
-        .build()
-        .expect("manager");
+    let manager = manager_over(&store);
     let issued = manager
         .issue(IssueRequest::new("old", "o"))
         .await
