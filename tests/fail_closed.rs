@@ -331,3 +331,40 @@ async fn a_store_answering_any_digest_authorises_only_the_right_token() {
         }
     }
 }
+
+/// A record is accepted only if it holds the presented token's digest for the presented id,
+/// under the key version the digest was computed with: a record labelled with another key
+/// version, or a copy of the record under another id, is refused.
+#[tokio::test]
+async fn a_record_holding_the_digest_for_another_id_or_key_version_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let manager = TokenManager::builder(Arc::clone(&store))
+        .server_key(ServerKey::generate())
+        .build()
+        .unwrap();
+    let a = manager
+        .issue(IssueRequest::new("a", "alice"))
+        .await
+        .unwrap();
+    assert!(manager.verify(a.expose_secret()).await.is_ok(), "control");
+
+    let stored = TokenRecord::clone(&store.get(a.id()).await.unwrap().unwrap());
+    let mut relabelled = stored.clone();
+    relabelled.digest.key_version += 1;
+    store.update(&relabelled).await.unwrap();
+    let r = manager.verify(a.expose_secret()).await;
+    assert!(
+        matches!(r, Err(VerifyError::Unknown)),
+        "a digest labelled with another key version must be refused, got {r:?}"
+    );
+
+    assert!(store.delete(a.id()).await.unwrap());
+    let mut copy = stored;
+    copy.id = TokenId::new("someone-else").unwrap();
+    store.insert(&copy).await.unwrap();
+    let r = manager.verify(a.expose_secret()).await;
+    assert!(
+        matches!(r, Err(VerifyError::Unknown)),
+        "a record holding the digest under another id must be refused, got {r:?}"
+    );
+}
