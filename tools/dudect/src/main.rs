@@ -101,16 +101,16 @@ struct Setup {
     secret: Vec<u8>,
 }
 
-/// A manager over `store` holding 1,000 tokens; `known` is one of them.
-fn setup_with(store: impl TokenStore + 'static) -> Setup {
+/// A manager over a memory store holding 1,000 tokens; `known` is one of them.
+fn setup() -> Setup {
     let key = ServerKey::generate();
-    let manager = TokenManager::builder(store)
+    let manager = TokenManager::builder(MemoryStore::new())
         .server_key(key.clone())
         .audit_sink(NoopSink)
         .build()
         .unwrap_or_else(|e| panic!("build: {e}"));
     let mut secret = Vec::new();
-    let known = known_id();
+    let known = TokenId::new("dudect-known-0500").unwrap_or_else(|e| panic!("{e}"));
     for i in 0..1000 {
         let id = TokenId::new(format!("dudect-known-{i:04}")).unwrap_or_else(|e| panic!("{e}"));
         let issued = ready(manager.issue(IssueRequest::new("dudect", "bench").id(id.clone())))
@@ -132,14 +132,6 @@ fn setup_with(store: impl TokenStore + 'static) -> Setup {
         unknown,
         secret,
     }
-}
-
-fn known_id() -> TokenId {
-    TokenId::new("dudect-known-0500").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn setup() -> Setup {
-    setup_with(MemoryStore::new())
 }
 
 /// Points the stored digest of `s.known` at `secret` (outside the timed region).
