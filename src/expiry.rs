@@ -26,6 +26,16 @@ impl Expiry {
         }
     }
 
+    /// Does a lifetime ending at `self` cover one ending at `other`? `Never` covers
+    /// everything; an instant covers instants at or before it, never `Never`.
+    pub fn covers(&self, other: &Expiry) -> bool {
+        match (self, other) {
+            (Expiry::Never, _) => true,
+            (Expiry::At(_), Expiry::Never) => false,
+            (Expiry::At(a), Expiry::At(b)) => b <= a,
+        }
+    }
+
     /// The instant, if any.
     pub fn at(&self) -> Option<DateTime<Utc>> {
         match self {

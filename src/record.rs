@@ -55,13 +55,16 @@ impl std::str::FromStr for TokenStatus {
     }
 }
 
+/// Most retired secrets a record keeps (see [`TokenRecord::retired`]).
+pub const MAX_RETIRED_SECRETS: usize = 8;
+
 /// The digest of a secret replaced by a rotation, and when it stops being accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PreviousSecret {
+pub struct RetiredSecret {
     /// Digest of the old secret.
     pub digest: StoredDigest,
-    /// The old secret is accepted strictly before this instant. Using it at or after this
-    /// instant is reported as `authn_token_reuse`.
+    /// The old secret is accepted strictly before this instant (the end of its rotation
+    /// grace period). Using it at or after this instant is reported as `authn_token_reuse`.
     pub valid_until: DateTime<Utc>,
 }
 
@@ -86,6 +89,10 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     /// Last change to the record (not counting `last_used_at`).
     pub updated_at: DateTime<Utc>,
+    /// When the current secret was issued: at creation, or by the last rotation. The
+    /// [`ExpiryPolicy`](crate::ExpiryPolicy) lifetime cap counts from here, whatever
+    /// updates happen in between.
+    pub secret_issued_at: DateTime<Utc>,
     /// When the token expires.
     pub expiry: Expiry,
     /// Active, disabled or revoked.
@@ -98,8 +105,11 @@ pub struct TokenRecord {
     pub metadata: BTreeMap<String, String>,
     /// Digest of the current secret and its key version.
     pub digest: StoredDigest,
-    /// The secret replaced by the last rotation, if any.
-    pub previous: Option<Box<PreviousSecret>>,
+    /// Secrets replaced by rotations, newest first, at most [`MAX_RETIRED_SECRETS`]. A
+    /// store finds the record by any of their digests, so that using any retired secret
+    /// is recognised (`authn_token_reuse`) rather than unknown. At most the newest one can
+    /// still be inside its grace period: a rotation while a grace period runs must end it.
+    pub retired: Vec<RetiredSecret>,
     /// Last successful verification (updated at most once per interval; may lag).
     pub last_used_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version: starts at 1, incremented by every `update`.

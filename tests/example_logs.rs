@@ -129,8 +129,8 @@ fn example_service_life_leaks_nothing_into_logs() {
         let mut digests = vec![record.digest.digest.as_bytes().to_vec()];
         digests.extend(
             record
-                .previous
-                .as_ref()
+                .retired
+                .iter()
                 .map(|p| p.digest.digest.as_bytes().to_vec()),
         );
         serve.abort();

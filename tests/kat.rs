@@ -74,6 +74,7 @@ async fn pinned_record_verifies() {
         created_by: "system".into(),
         created_at: now,
         updated_at: now,
+        secret_issued_at: now,
         expiry: Expiry::Never,
         status: TokenStatus::Active,
         scopes: ScopeSet::parse(["projects:read"]).unwrap(),
@@ -83,7 +84,7 @@ async fn pinned_record_verifies() {
             digest: keygate::Digest::from_bytes(digest),
             key_version: 1,
         },
-        previous: None,
+        retired: Vec::new(),
         last_used_at: None,
         version: 1,
     };

@@ -10,7 +10,10 @@
 )]
 
 use keygate::store::sqlite::SqliteStore;
-use keygate::{IssueRequest, Projects, ScopeSet, ServerKey, StoreError, TokenManager, TokenStore};
+use keygate::{
+    IssueRequest, Projects, RotateRequest, ScopeSet, ServerKey, StoreError, TokenManager,
+    TokenStore,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ fn value() -> impl Strategy<Value = Value> {
     ]
 }
 
+const RETIRED_COLUMNS: &[&str] = &["position", "digest", "key_version", "valid_until"];
+
 const COLUMNS: &[&str] = &[
     "name",
     "description",
@@ -54,15 +59,13 @@ const COLUMNS: &[&str] = &[
     "created_by",
     "created_at",
     "updated_at",
+    "secret_issued_at",
     "expires_at",
     "status",
     "all_projects",
     "metadata",
     "digest",
     "key_version",
-    "previous_digest",
-    "previous_key_version",
-    "previous_valid_until",
     "last_used_at",
     "version",
 ];
@@ -73,9 +76,10 @@ proptest! {
     #[test]
     fn any_column_value_decodes_or_fails_closed(
         column in prop::sample::select(COLUMNS),
+        retired_column in prop::sample::select(RETIRED_COLUMNS),
         scope_value in value(),
         v in value(),
-        child in 0u8..3,
+        child in 0u8..4,
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -93,11 +97,17 @@ proptest! {
                 )
                 .await
                 .unwrap();
+            // A rotation with a grace period: the old secret is a retired row, still valid.
+            let issued = manager
+                .rotate(issued.id(), RotateRequest::new().grace(chrono::Duration::hours(1)))
+                .await
+                .unwrap();
             let id = issued.id().as_str().to_owned();
             let (sql, bound) = match child {
                 0 => (format!("UPDATE keygate_tokens SET {column} = ? WHERE id = ?"), v),
                 1 => ("UPDATE keygate_token_scopes SET scope = ? WHERE token_id = ?".to_owned(), scope_value),
-                _ => ("UPDATE keygate_token_projects SET project = ? WHERE token_id = ?".to_owned(), scope_value),
+                2 => ("UPDATE keygate_token_projects SET project = ? WHERE token_id = ?".to_owned(), scope_value),
+                _ => (format!("UPDATE keygate_token_retired_secrets SET {retired_column} = ? WHERE token_id = ?"), v),
             };
             let q = sqlx::query(&sql);
             let q = match bound {

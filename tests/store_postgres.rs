@@ -60,7 +60,7 @@ async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     .fetch_all(store.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     sqlx::query(&format!(
         "INSERT INTO \"{}\".keygate_schema_migrations (version, name) VALUES (99, 'future')",
         schema.name
@@ -175,7 +175,16 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
         format!("UPDATE {t} SET metadata = '{{\"k\": 1}}' WHERE id = $1"),
         format!("UPDATE {t} SET version = -1 WHERE id = $1"),
         format!(
-            "UPDATE {t} SET previous_digest = digest, previous_key_version = -5, previous_valid_until = now() WHERE id = $1"
+            "UPDATE {t} SET retired_digests = ARRAY[digest], retired_key_versions = ARRAY[-5::bigint], \
+             retired_valid_until = ARRAY[now()] WHERE id = $1"
+        ),
+        format!(
+            "UPDATE {t} SET retired_digests = ARRAY[NULL::bytea], retired_key_versions = ARRAY[1::bigint], \
+             retired_valid_until = ARRAY[now()] WHERE id = $1"
+        ),
+        format!(
+            "UPDATE {t} SET retired_digests = ARRAY['\\x00'::bytea], retired_key_versions = ARRAY[1::bigint], \
+             retired_valid_until = ARRAY[now()] WHERE id = $1"
         ),
     ];
     for (i, corruption) in corruptions.iter().enumerate() {
@@ -264,49 +273,165 @@ async fn sql_store_starts_the_listener_for_postgres() {
     assert!(handle.is_some_and(|h| h.is_running()));
 }
 
-/// A schema at version 1 (no digest indexes) is upgraded by `migrate()`: its tokens keep
-/// verifying, and the digest lookup can then use the new indexes, current and previous.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_from_version_1_indexes_the_digests() {
-    let Some((schema, store)) = TestSchema::new().await else {
+/// The migrations of schema versions 1 and 2, as older builds applied them.
+const OLD_MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "create_tokens",
+        include_str!("../src/store/migrations/postgres/0001_create_tokens.sql"),
+    ),
+    (
+        2,
+        "index_digests",
+        include_str!("../src/store/migrations/postgres/0002_index_digests.sql"),
+    ),
+];
+
+/// A schema at version 1 or 2 is upgraded by `migrate()`: a token rotated under the old
+/// schema keeps its previous secret (element 1 of the retired arrays, found by its digest,
+/// still verifying inside its grace period), `secret_issued_at` becomes `created_at`, and
+/// the digest lookup can use both digest indexes.
+async fn upgrade_keeps_rotated_tokens(from: i64) {
+    use keygate::{Projects, RotateRequest, ScopeSet};
+    let Some((schema, current)) = TestSchema::new().await else {
         return;
     };
-    let manager = manager_over(&store);
-    let issued = manager
-        .issue(IssueRequest::new("old", "o"))
+    // The old schema, dropped at the end like the current one.
+    let old_schema = TestSchema {
+        url: schema.url.clone(),
+        name: format!("{}_old", schema.name),
+    };
+    let (s, o) = (&schema.name, &old_schema.name);
+    let pool = current.pool();
+    for sql in [
+        format!("CREATE SCHEMA \"{o}\""),
+        format!(
+            "CREATE TABLE \"{o}\".keygate_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+    ] {
+        sqlx::query(&sql).execute(pool).await.expect("old schema");
+    }
+    for (v, name, sql) in OLD_MIGRATIONS.iter().filter(|m| m.0 <= from) {
+        sqlx::raw_sql(&sql.replace("{schema}", &format!("\"{o}\"")))
+            .execute(pool)
+            .await
+            .expect("old migration");
+        sqlx::query(&format!(
+            "INSERT INTO \"{o}\".keygate_schema_migrations (version, name) VALUES ($1, $2)"
+        ))
+        .bind(v)
+        .bind(name)
+        .execute(pool)
+        .await
+        .expect("record old version");
+    }
+
+    let key = [42u8; 32];
+    let manager_for = |store: &keygate::PostgresStore| {
+        TokenManager::builder(store.clone())
+            .server_key(ServerKey::from_bytes(key).expect("key"))
+            .build()
+            .expect("manager")
+    };
+    // Tokens as the old build wrote them: issued and rotated (with a grace period) by the
+    // current code, then copied into the old schema, `previous_*` holding the newest
+    // retired secret.
+    let writer = manager_for(&current);
+    let rotated = writer
+        .issue(
+            IssueRequest::new("rotated", "alice")
+                .scopes(ScopeSet::parse(["reports:read", "tokens:*"]).expect("scopes"))
+                .projects(Projects::only(["alpha", "beta"]).expect("projects"))
+                .metadata("team", "ops"),
+        )
         .await
         .expect("issue");
-    let s = &schema.name;
-    for sql in [
-        format!("DROP INDEX \"{s}\".keygate_tokens_digest"),
-        format!("DROP INDEX \"{s}\".keygate_tokens_previous_digest"),
-        format!("DELETE FROM \"{s}\".keygate_schema_migrations WHERE version = 2"),
-    ] {
-        sqlx::query(&sql)
-            .execute(store.pool())
-            .await
-            .expect("back to version 1");
-    }
-    store.migrate().await.expect("upgrade");
-    let versions: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT version FROM \"{s}\".keygate_schema_migrations ORDER BY version"
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let new_secret = writer
+        .rotate(
+            rotated.id(),
+            RotateRequest::new().grace(chrono::Duration::hours(1)),
+        )
+        .await
+        .expect("rotate");
+    let plain = writer
+        .issue(IssueRequest::new("plain", "bob"))
+        .await
+        .expect("issue");
+    let written = current
+        .get(rotated.id())
+        .await
+        .expect("get")
+        .expect("rotated record");
+    assert_eq!(written.retired.len(), 1);
+    assert!(written.secret_issued_at > written.created_at);
+    sqlx::query(&format!(
+        "INSERT INTO \"{o}\".keygate_tokens (id, name, description, owner, created_by, \
+         created_at, updated_at, expires_at, status, scopes, projects, metadata, digest, \
+         key_version, previous_digest, previous_key_version, previous_valid_until, \
+         last_used_at, version) \
+         SELECT id, name, description, owner, created_by, created_at, updated_at, expires_at, \
+         status, scopes, projects, metadata, digest, key_version, retired_digests[1], \
+         retired_key_versions[1], retired_valid_until[1], last_used_at, version \
+         FROM \"{s}\".keygate_tokens"
     ))
-    .fetch_all(store.pool())
+    .execute(pool)
+    .await
+    .expect("write old rows");
+
+    let old = old_schema.store().await;
+    old.migrate().await.expect("upgrade");
+    let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{o}\".keygate_schema_migrations ORDER BY version"
+    ))
+    .fetch_all(old.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2]);
-    assert!(manager.verify(issued.expose_secret()).await.is_ok());
+    assert_eq!(versions, vec![1, 2, 3]);
+
+    let expected = keygate::TokenRecord {
+        secret_issued_at: written.created_at,
+        ..(*written).clone()
+    };
+    for digest in [written.digest.digest, written.retired[0].digest.digest] {
+        let found = old.find_by_digest(&digest).await.expect("find");
+        assert_eq!(
+            found.as_deref(),
+            Some(&expected),
+            "the upgraded record, found by its current or previous digest"
+        );
+    }
+    let plain_record = old.get(plain.id()).await.expect("get").expect("plain");
+    assert!(plain_record.retired.is_empty());
+    assert_eq!(plain_record.secret_issued_at, plain_record.created_at);
+    let reader = manager_for(&old);
+    let by_old = reader
+        .verify(rotated.expose_secret())
+        .await
+        .expect("the previous secret verifies inside its grace period");
+    assert!(by_old.used_previous_secret());
+    reader
+        .verify(new_secret.expose_secret())
+        .await
+        .expect("the new secret verifies");
+    reader
+        .verify(plain.expose_secret())
+        .await
+        .expect("a token never rotated verifies");
+    keygate::testing::run_all(Arc::new(old.clone())).await;
 
     // A table this small is scanned; forbid that to see which indexes the lookup can use.
-    let mut conn = store.pool().acquire().await.expect("connection");
+    let mut conn = old.pool().acquire().await.expect("connection");
     sqlx::query("SET enable_seqscan = off")
         .execute(&mut *conn)
         .await
         .expect("set");
     let plan: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN SELECT t.id FROM \"{s}\".keygate_tokens t \
-         WHERE t.digest = '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea OR t.previous_digest = '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea LIMIT 1"
+        "EXPLAIN SELECT t.id FROM \"{o}\".keygate_tokens t \
+         WHERE t.digest = $1 OR t.retired_digests @> ARRAY[$1::bytea] LIMIT 1"
     ))
+    .bind(&[0u8; 32][..])
     .fetch_all(&mut *conn)
     .await
     .expect("explain");
@@ -314,10 +439,20 @@ async fn upgrade_from_version_1_indexes_the_digests() {
         .execute(&mut *conn)
         .await
         .expect("reset");
-    for index in ["keygate_tokens_digest", "keygate_tokens_previous_digest"] {
+    for index in ["keygate_tokens_digest", "keygate_tokens_retired_digests"] {
         assert!(
             plan.iter().any(|l| l.contains(index)),
             "the digest lookup must use {index}: {plan:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_1_keeps_rotated_tokens() {
+    upgrade_keeps_rotated_tokens(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_2_keeps_rotated_tokens() {
+    upgrade_keeps_rotated_tokens(2).await;
 }

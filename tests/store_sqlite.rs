@@ -60,7 +60,7 @@ async fn connect_creates_the_file_and_migrate_is_idempotent() {
             .fetch_all(sqlite.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     // WAL mode, for concurrent readers and a writer.
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(sqlite.pool())
@@ -177,6 +177,13 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
         "UPDATE keygate_tokens SET all_projects = 0, metadata = '{not json' WHERE id = ?",
         "UPDATE keygate_tokens SET version = -1 WHERE id = ?",
         "UPDATE keygate_tokens SET created_at = 9223372036854775807 WHERE id = ?",
+        "UPDATE keygate_tokens SET secret_issued_at = -9223372036854775808 WHERE id = ?",
+        "INSERT INTO keygate_token_retired_secrets (token_id, position, digest, key_version, \
+         valid_until) VALUES (?, 0, zeroblob(32), 1, 9223372036854775807)",
+        "INSERT INTO keygate_token_retired_secrets (token_id, position, digest, key_version, \
+         valid_until) VALUES (?, 0, zeroblob(32), 1.5, 0)",
+        "INSERT INTO keygate_token_retired_secrets (token_id, position, digest, key_version, \
+         valid_until) VALUES (?, 0, zeroblob(32), 1, 'soon')",
     ];
     for (i, corruption) in corruptions.into_iter().enumerate() {
         let owner = format!("owner-{i}");
@@ -315,55 +322,241 @@ async fn scope_listings_page_in_order_and_follow_updates() {
     assert_eq!(expected.first(), Some(&records[0].id));
 }
 
-/// A database at schema version 1 (no digest indexes) is upgraded by `migrate()`: its tokens
-/// keep verifying, and the digest lookup then uses the new indexes, current and previous.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_from_version_1_indexes_the_digests() {
+/// The migrations of schema versions 1 and 2, as older builds applied them.
+const OLD_MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "create_tokens",
+        include_str!("../src/store/migrations/sqlite/0001_create_tokens.sql"),
+    ),
+    (
+        2,
+        "index_digests",
+        include_str!("../src/store/migrations/sqlite/0002_index_digests.sql"),
+    ),
+];
+
+/// Creates keygate's tables under `prefix` at schema `version` (1 or 2), as the build of
+/// that version did.
+async fn create_schema_at(pool: &sqlx::SqlitePool, prefix: &str, version: i64) {
+    sqlx::query(&format!(
+        "CREATE TABLE {prefix}schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+         name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    ))
+    .execute(pool)
+    .await
+    .expect("migrations table");
+    for (v, name, sql) in OLD_MIGRATIONS.iter().filter(|m| m.0 <= version) {
+        sqlx::raw_sql(&sql.replace("{prefix}", prefix))
+            .execute(pool)
+            .await
+            .expect("old migration");
+        sqlx::query(&format!(
+            "INSERT INTO {prefix}schema_migrations (version, name, applied_at) VALUES (?, ?, 0)"
+        ))
+        .bind(v)
+        .bind(name)
+        .execute(pool)
+        .await
+        .expect("record old version");
+    }
+}
+
+/// A database at schema version 1 or 2 is upgraded by `migrate()`: a token rotated under
+/// the old schema keeps its previous secret (position 0 of `retired`, found by its digest,
+/// still verifying inside its grace period), its scopes and projects survive the rebuild of
+/// the tokens table, `secret_issued_at` becomes `created_at`, and the digest lookup uses
+/// both digest indexes.
+async fn upgrade_keeps_rotated_tokens(from: i64) {
+    use keygate::{Projects, RotateRequest, ScopeSet};
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_in(&dir).await;
-    let manager = manager_over(&store);
-    let issued = manager
-        .issue(IssueRequest::new("old", "o"))
+    let url = format!("sqlite:{}", dir.path().join("keygate.db").display());
+    let current = SqliteStore::connect(&url)
+        .await
+        .expect("connect")
+        .with_table_prefix("current_")
+        .expect("prefix");
+    current.migrate().await.expect("migrate current");
+    let key = [42u8; 32];
+    let manager_for = |store: &SqliteStore| {
+        TokenManager::builder(store.clone())
+            .server_key(ServerKey::from_bytes(key).expect("key"))
+            .build()
+            .expect("manager")
+    };
+    // Tokens as the old build wrote them: issued and rotated (with a grace period) by the
+    // current code, then copied into tables of the old schema, `previous_*` holding the
+    // newest retired secret.
+    let writer = manager_for(&current);
+    let rotated = writer
+        .issue(
+            IssueRequest::new("rotated", "alice")
+                .scopes(ScopeSet::parse(["reports:read", "tokens:*"]).expect("scopes"))
+                .projects(Projects::only(["alpha", "beta"]).expect("projects"))
+                .metadata("team", "ops"),
+        )
         .await
         .expect("issue");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let new_secret = writer
+        .rotate(
+            rotated.id(),
+            RotateRequest::new().grace(chrono::Duration::hours(1)),
+        )
+        .await
+        .expect("rotate");
+    let plain = writer
+        .issue(IssueRequest::new("plain", "bob"))
+        .await
+        .expect("issue");
+    let written = current
+        .get(rotated.id())
+        .await
+        .expect("get")
+        .expect("rotated record");
+    assert_eq!(written.retired.len(), 1);
+    assert!(written.secret_issued_at > written.created_at);
+
+    let old = current
+        .clone()
+        .with_table_prefix("keygate_")
+        .expect("prefix");
+    create_schema_at(old.pool(), "keygate_", from).await;
     for sql in [
-        "DROP INDEX keygate_tokens_digest",
-        "DROP INDEX keygate_tokens_previous_digest",
-        "DELETE FROM keygate_schema_migrations WHERE version = 2",
+        "INSERT INTO keygate_tokens (id, name, description, owner, created_by, created_at, \
+         updated_at, expires_at, status, all_projects, metadata, digest, key_version, \
+         previous_digest, previous_key_version, previous_valid_until, last_used_at, version) \
+         SELECT t.id, t.name, t.description, t.owner, t.created_by, t.created_at, \
+         t.updated_at, t.expires_at, t.status, t.all_projects, t.metadata, t.digest, \
+         t.key_version, r.digest, r.key_version, r.valid_until, t.last_used_at, t.version \
+         FROM current_tokens t LEFT JOIN current_token_retired_secrets r \
+         ON r.token_id = t.id AND r.position = 0",
+        "INSERT INTO keygate_token_scopes SELECT * FROM current_token_scopes",
+        "INSERT INTO keygate_token_projects SELECT * FROM current_token_projects",
     ] {
         sqlx::query(sql)
-            .execute(store.pool())
+            .execute(old.pool())
             .await
-            .expect("back to version 1");
+            .expect("write old rows");
     }
-    store.migrate().await.expect("upgrade");
+
+    old.migrate().await.expect("upgrade");
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM keygate_schema_migrations ORDER BY version")
-            .fetch_all(store.pool())
+            .fetch_all(old.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2]);
-    assert!(manager.verify(issued.expose_secret()).await.is_ok());
+    assert_eq!(versions, vec![1, 2, 3]);
+
+    let expected = keygate::TokenRecord {
+        secret_issued_at: written.created_at,
+        ..(*written).clone()
+    };
+    for digest in [written.digest.digest, written.retired[0].digest.digest] {
+        let found = old.find_by_digest(&digest).await.expect("find");
+        assert_eq!(
+            found.as_deref(),
+            Some(&expected),
+            "the upgraded record, found by its current or previous digest"
+        );
+    }
+    let plain_record = old.get(plain.id()).await.expect("get").expect("plain");
+    assert!(plain_record.retired.is_empty());
+    assert_eq!(plain_record.secret_issued_at, plain_record.created_at);
+    let reader = manager_for(&old);
+    let by_old = reader
+        .verify(rotated.expose_secret())
+        .await
+        .expect("the previous secret verifies inside its grace period");
+    assert!(by_old.used_previous_secret());
+    reader
+        .verify(new_secret.expose_secret())
+        .await
+        .expect("the new secret verifies");
+    reader
+        .verify(plain.expose_secret())
+        .await
+        .expect("a token never rotated verifies");
+    // The store stays fully functional on the rebuilt tables (and their foreign keys).
+    keygate::testing::run_all(Arc::new(old.clone())).await;
 
     // EXPLAIN compiles against the connection's cached schema without checking it is
     // current; a real statement first makes the connection load the upgraded schema.
-    let mut conn = store.pool().acquire().await.expect("connection");
+    let mut conn = old.pool().acquire().await.expect("connection");
     sqlx::query("SELECT count(*) FROM keygate_tokens")
         .execute(&mut *conn)
         .await
         .expect("refresh schema");
     let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT o.id FROM keygate_tokens o \
-         WHERE o.digest = x'0000000000000000000000000000000000000000000000000000000000000000' OR o.previous_digest = x'0000000000000000000000000000000000000000000000000000000000000000' LIMIT 1",
+        "EXPLAIN QUERY PLAN SELECT o.id FROM keygate_tokens o WHERE o.id IN \
+         (SELECT d.id FROM keygate_tokens d WHERE d.digest = ?1 \
+         UNION ALL SELECT r.token_id FROM keygate_token_retired_secrets r WHERE r.digest = ?1) \
+         LIMIT 1",
     )
+    .bind(&[0u8; 32][..])
     .fetch_all(&mut *conn)
     .await
     .expect("explain");
     let plan: Vec<String> = plan.into_iter().map(|r| r.3).collect();
-    for index in ["keygate_tokens_digest", "keygate_tokens_previous_digest"] {
+    for index in [
+        "keygate_tokens_digest",
+        "keygate_token_retired_secrets_digest",
+    ] {
         assert!(
             plan.iter().any(|l| l.contains(index)),
             "the digest lookup must use {index}: {plan:?}"
         );
     }
+    assert!(
+        !plan.iter().any(|l| l.starts_with("SCAN")),
+        "the digest lookup must not scan a table: {plan:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_1_keeps_rotated_tokens() {
+    upgrade_keeps_rotated_tokens(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_2_keeps_rotated_tokens() {
+    upgrade_keeps_rotated_tokens(2).await;
+}
+
+/// `migrate()` switches foreign key enforcement off for the upgrade and back on after it,
+/// on the connection it used (here the only one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_leaves_foreign_keys_enforced() {
+    let store = SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("connect");
+    for _ in 0..2 {
+        store.migrate().await.expect("migrate");
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(store.pool())
+            .await
+            .expect("pragma");
+        assert_eq!(on, 1);
+    }
+    // Also after a failed migration.
+    sqlx::query(
+        "INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("record a future version");
+    assert!(store.migrate().await.is_err());
+    let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(on, 1);
+    // Enforced: a child row without its token is refused.
+    let orphan = sqlx::query(
+        "INSERT INTO keygate_token_retired_secrets (token_id, position, digest, key_version, \
+         valid_until) VALUES ('nobody', 0, zeroblob(32), 1, 0)",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(orphan.is_err(), "foreign keys must be enforced again");
 }

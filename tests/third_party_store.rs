@@ -46,9 +46,7 @@ impl TokenStore for VecStore {
         let m = self.records.lock().await;
         let hit = m.values().find(|r| {
             r.digest.digest == *digest
-                || r.previous
-                    .as_ref()
-                    .is_some_and(|p| p.digest.digest == *digest)
+                || r.retired.iter().any(|p| p.digest.digest == *digest)
         });
         Ok(hit.cloned().map(Arc::new))
     }

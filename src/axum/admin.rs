@@ -423,6 +423,7 @@ impl FilterParams {
             expires_after: self.expires_after,
             project: self.project,
             scope: self.scope,
+            within: None,
         }
     }
 }

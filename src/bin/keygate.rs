@@ -280,8 +280,8 @@ async fn rotate(ctx: &Context<'_>, a: RotateArgs) -> Result<u8, Failure> {
         .map_err(Failure::from_error)?;
     let until = issued
         .record()
-        .previous
-        .as_ref()
+        .retired
+        .first()
         .map(|p| p.valid_until)
         .filter(|t| *t > manager.now());
     if let Err(failure) = output::line("the new token", issued.expose_secret()) {

@@ -22,8 +22,8 @@ use crate::token::TokenId;
 /// Safe under concurrency (one lock, never held across an `.await`); compare-and-swap
 /// updates lose nothing. Identical scope sets are shared between records to keep memory per
 /// token small (the pool of distinct scope sets is never shrunk). Records are indexed by id
-/// and by digest (current and previous): the digest index is a table of pointers to the
-/// records, a few bytes per token.
+/// and by digest (current and retired): the digest index is a table of pointers to the
+/// records, a few bytes per digest.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
@@ -32,10 +32,8 @@ pub struct MemoryStore {
 struct Inner {
     /// Records, hashed by id (the id lives only in the record).
     records: HashSet<Entry>,
-    /// The same records, hashed by their current digest.
+    /// The same records, hashed by their current and retired digests.
     digests: DigestIndex,
-    /// Records that keep a previous digest (after a rotation), hashed by it.
-    previous: DigestIndex,
     /// The same records by `(created_at, id)`, ascending; listings walk it backwards.
     order: BTreeSet<Ordered>,
     /// Interned scope sets.
@@ -138,30 +136,38 @@ impl Ord for Ordered {
     }
 }
 
-/// Records hashed by one of their digests. Several records may hold the same digest (a store
-/// takes whatever records it is given), so entries are told apart by identity.
+/// Records hashed by their digests: the current one (slot 0) and each retired one (slot
+/// `i + 1` for `retired[i]`). Several records may hold the same digest (a store takes
+/// whatever records it is given), so entries are told apart by identity and slot.
 struct DigestIndex {
-    table: hashbrown::HashTable<Arc<TokenRecord>>,
+    table: hashbrown::HashTable<(Arc<TokenRecord>, u8)>,
     hasher: RandomState,
-    /// Which digest of a record this index holds.
-    key: fn(&TokenRecord) -> Option<&Digest>,
+}
+
+/// The digest a record holds in `slot`.
+fn digest_at(record: &TokenRecord, slot: u8) -> Option<&Digest> {
+    match slot {
+        0 => Some(&record.digest.digest),
+        n => record
+            .retired
+            .get(usize::from(n) - 1)
+            .map(|r| &r.digest.digest),
+    }
+}
+
+/// The slots a record fills: its current digest and each retired one.
+fn slots(record: &TokenRecord) -> impl Iterator<Item = u8> {
+    // A record keeps at most `MAX_RETIRED_SECRETS` (8) retired digests; a store is given
+    // what it is given, so more are indexed too, up to what a slot number holds.
+    (0..=record.retired.len().min(usize::from(u8::MAX) - 1)).map(|n| n as u8)
 }
 
 impl DigestIndex {
-    fn new(key: fn(&TokenRecord) -> Option<&Digest>) -> Self {
+    fn new() -> Self {
         DigestIndex {
             table: hashbrown::HashTable::new(),
             hasher: RandomState::new(),
-            key,
         }
-    }
-
-    fn current() -> Self {
-        Self::new(|r| Some(&r.digest.digest))
-    }
-
-    fn previous() -> Self {
-        Self::new(|r| r.previous.as_ref().map(|p| &p.digest.digest))
     }
 
     fn hash(&self, digest: &Digest) -> u64 {
@@ -169,32 +175,37 @@ impl DigestIndex {
     }
 
     fn find(&self, digest: &Digest) -> Option<&Arc<TokenRecord>> {
-        let key = self.key;
         // Byte equality, not constant time: the digest is a keyed hash of the presented
         // token, so where it first differs from a stored one says nothing about a secret.
-        self.table.find(self.hash(digest), |r| {
-            key(r).is_some_and(|d| d.as_bytes() == digest.as_bytes())
-        })
+        self.table
+            .find(self.hash(digest), |(r, slot)| {
+                digest_at(r, *slot).is_some_and(|d| d.as_bytes() == digest.as_bytes())
+            })
+            .map(|(r, _)| r)
     }
 
     fn insert(&mut self, record: &Arc<TokenRecord>) {
-        if let Some(d) = (self.key)(record) {
-            let hasher = &self.hasher;
-            let key = self.key;
-            let hash = self.hash(d);
-            self.table.insert_unique(hash, Arc::clone(record), |r| {
-                key(r).map_or(0, |d| hasher.hash_one(d.as_bytes()))
-            });
+        for slot in slots(record) {
+            if let Some(d) = digest_at(record, slot) {
+                let hasher = &self.hasher;
+                let hash = self.hash(d);
+                self.table
+                    .insert_unique(hash, (Arc::clone(record), slot), |(r, slot)| {
+                        digest_at(r, *slot).map_or(0, |d| hasher.hash_one(d.as_bytes()))
+                    });
+            }
         }
     }
 
     fn remove(&mut self, record: &Arc<TokenRecord>) {
-        if let Some(d) = (self.key)(record) {
-            if let Ok(entry) = self
-                .table
-                .find_entry(self.hash(d), |r| Arc::ptr_eq(r, record))
-            {
-                entry.remove();
+        for slot in slots(record) {
+            if let Some(d) = digest_at(record, slot) {
+                if let Ok(entry) = self
+                    .table
+                    .find_entry(self.hash(d), |(r, s)| *s == slot && Arc::ptr_eq(r, record))
+                {
+                    entry.remove();
+                }
             }
         }
     }
@@ -204,8 +215,7 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             records: HashSet::new(),
-            digests: DigestIndex::current(),
-            previous: DigestIndex::previous(),
+            digests: DigestIndex::new(),
             order: BTreeSet::new(),
             scope_sets: HashSet::new(),
         }
@@ -251,7 +261,6 @@ impl Inner {
     /// Adds a record to every index. Each holds a pointer to the one copy of the record.
     fn link(&mut self, record: Arc<TokenRecord>) {
         self.digests.insert(&record);
-        self.previous.insert(&record);
         self.order.insert(Ordered(Arc::clone(&record)));
         self.records.insert(Entry(record));
     }
@@ -260,7 +269,6 @@ impl Inner {
     fn unlink(&mut self, id: &TokenId) -> Option<Arc<TokenRecord>> {
         let Entry(r) = self.records.take(id)?;
         self.digests.remove(&r);
-        self.previous.remove(&r);
         self.order.remove(&*r as &dyn OrderKey);
         Some(r)
     }
@@ -302,11 +310,7 @@ impl TokenStore for MemoryStore {
         digest: &Digest,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let inner = self.read();
-        Ok(inner
-            .digests
-            .find(digest)
-            .or_else(|| inner.previous.find(digest))
-            .map(Arc::clone))
+        Ok(inner.digests.find(digest).map(Arc::clone))
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::digest::Digest;
 use crate::error::{Error, StoreError};
+use crate::expiry::Expiry;
 use crate::record::{TokenRecord, TokenStatus};
-use crate::scope::{ProjectId, Scope};
+use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
 mod memory;
@@ -49,13 +50,14 @@ pub trait TokenStore: Send + Sync {
     /// Returns `Ok(None)` if there is no record with this id.
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
 
-    /// Returns the record whose current digest (`record.digest.digest`) or previous digest
-    /// (`record.previous`, kept after a rotation whatever its `valid_until`) equals
-    /// `digest`, equal to what was last written. The key version is not compared.
+    /// Returns the record whose current digest (`record.digest.digest`) or one of whose
+    /// retired digests (`record.retired`, kept after rotations whatever their
+    /// `valid_until`) equals `digest`, equal to what was last written. The key version is
+    /// not compared.
     ///
     /// Returns `Ok(None)` if no record holds this digest. Verification finds tokens this way,
     /// so that an unknown id and a wrong secret are the same miss; a store should answer from
-    /// an index on both digests, since a scan makes every verification linear in the number
+    /// an index on every digest, since a scan makes every verification linear in the number
     /// of tokens. Digests are keyed hashes (uniformly distributed, unique in practice); if
     /// several records hold the same digest, any one of them may be returned.
     async fn find_by_digest(&self, digest: &Digest)
@@ -199,6 +201,48 @@ pub struct TokenFilter {
     pub project: Option<ProjectId>,
     /// The token holds exactly this scope string (not merely a wildcard that grants it).
     pub scope: Option<Scope>,
+    /// Only tokens within this reach: what an acting token could have created itself
+    /// (set by [`TokenManager::acting_as`](crate::TokenManager::acting_as) listings).
+    pub within: Option<Reach>,
+}
+
+/// The tokens an acting token may see and manage: those it could have created itself.
+///
+/// A record is within reach when its owner is [`owner`](Self::owner) (any owner when
+/// `None`), every one of its scopes is granted by [`scopes`](Self::scopes), its projects
+/// are covered by [`projects`](Self::projects), and it expires no later than
+/// [`expiry`](Self::expiry) (`Never` reaches every expiry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reach {
+    /// Only this owner's tokens; `None`: every owner's.
+    pub owner: Option<String>,
+    /// Only tokens whose every scope this set grants.
+    pub scopes: ScopeSet,
+    /// Only tokens whose projects this covers.
+    pub projects: Projects,
+    /// Only tokens expiring at or before this instant (any, for `Never`).
+    pub expiry: Expiry,
+}
+
+impl Reach {
+    /// A reach of exactly these bounds.
+    pub fn new(owner: Option<String>, scopes: ScopeSet, projects: Projects, expiry: Expiry) -> Self {
+        Reach {
+            owner,
+            scopes,
+            projects,
+            expiry,
+        }
+    }
+
+    /// Is `r` within this reach?
+    pub fn contains(&self, r: &TokenRecord) -> bool {
+        self.owner.as_ref().is_none_or(|o| *o == r.owner)
+            && self.scopes.grants_all(&r.scopes)
+            && self.projects.covers(&r.projects)
+            && self.expiry.covers(&r.expiry)
+    }
 }
 
 impl TokenFilter {
@@ -255,6 +299,12 @@ impl TokenFilter {
         self
     }
 
+    /// Sets [`within`](Self::within).
+    pub fn within(mut self, reach: Reach) -> Self {
+        self.within = Some(reach);
+        self
+    }
+
     /// The reference semantics of the filter, which every store must follow.
     pub fn matches(&self, r: &TokenRecord) -> bool {
         if let Some(text) = &self.name_contains {
@@ -287,7 +337,7 @@ impl TokenFilter {
         if self.scope.as_ref().is_some_and(|s| !r.scopes.contains(s)) {
             return false;
         }
-        true
+        self.within.as_ref().is_none_or(|w| w.contains(r))
     }
 }
 

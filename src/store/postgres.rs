@@ -23,21 +23,30 @@
 //!
 //! Tables `keygate_tokens` and `keygate_schema_migrations` in the schema chosen with
 //! [`PostgresStore::with_schema`] (default `public`), so they sit beside the application's
-//! own tables. The id is the primary key; the digests are 32-byte `bytea` next to their key
-//! versions, each indexed (verification looks tokens up by digest); no column holds a
-//! plaintext token. Scopes and projects are `text[]` (projects
+//! own tables. The id is the primary key; the current digest is a 32-byte `bytea` next to
+//! its key version, with a B-tree index; the secrets retired by rotations are three arrays
+//! of equal length, newest first (`retired_digests bytea[]`, `retired_key_versions
+//! bigint[]`, `retired_valid_until timestamptz[]`), the digests with a GIN index, so that
+//! verification finds a token by any of its digests in one query (a bitmap OR of the two
+//! indexes). No column holds a plaintext token. `secret_issued_at` is when the current
+//! secret was issued; for a token rotated before schema version 3 it was not recorded and
+//! the upgrade sets it to `created_at`, so the policy's lifetime cap then counts from
+//! creation (the conservative choice). Scopes and projects are `text[]` (projects
 //! `NULL` for "all projects", `{}` for none) with GIN indexes; owner, creator and status each
 //! have an index with the listing order `(created_at, id)`; expiry has its own. Ids, owners
 //! and creators use the `"C"` collation, so order and equality are by bytes.
 //! `name_contains` is a substring search, which no B-tree index can serve: it is evaluated on
-//! the rows the other conditions and the listing order select.
+//! the rows the other conditions and the listing order select. A [`Reach`] is part of the
+//! listing query too (owner equality, a scope check per element of `scopes`, `projects <@`
+//! the reach's set, an expiry bound), so a page costs what the index walk to fill it costs,
+//! never a fetch of everything.
 //!
 //! # Consistency
 //!
 //! An update is one statement: `UPDATE ... SET ..., version = version + 1, last_used_at =
 //! GREATEST(last_used_at, $new) WHERE id = $id AND version = $expected`, which also sends
 //! the notification (`pg_notify`) in the same transaction, so a notification is sent if and
-//! only if the change commits. Verification is one query by primary key.
+//! only if the change commits. Verification is one query by digest.
 //!
 //! # Bound on staleness across instances
 //!
@@ -62,14 +71,14 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{
     Migration, bad_row, check_ident, contains_pattern, insert_error, key_version_from_i64,
-    newer_schema, version_from_i64, version_to_i64,
+    newer_schema, split_scopes, version_from_i64, version_to_i64,
 };
-use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::expiry::Expiry;
 use crate::manager::TokenManager;
-use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
@@ -93,6 +102,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "index_digests",
         sql: include_str!("migrations/postgres/0002_index_digests.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "retired_secrets",
+        sql: include_str!("migrations/postgres/0003_retired_secrets.sql"),
     },
 ];
 
@@ -130,8 +144,8 @@ struct Statements {
 }
 
 const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
-    expires_at, status, scopes, projects, metadata, digest, key_version, previous_digest, \
-    previous_key_version, previous_valid_until, last_used_at, version";
+    secret_issued_at, expires_at, status, scopes, projects, metadata, digest, key_version, \
+    retired_digests, retired_key_versions, retired_valid_until, last_used_at, version";
 
 impl Statements {
     fn new(schema: &str) -> Self {
@@ -140,23 +154,24 @@ impl Statements {
         let select = format!("SELECT {COLUMNS} FROM {t} t");
         Statements {
             get: format!("{select} WHERE t.id = $1"),
+            // The digest index and the GIN index of the retired digests (a bitmap OR).
             find_by_digest: format!(
-                "{select} WHERE t.digest = $1 OR t.previous_digest = $1 LIMIT 1"
+                "{select} WHERE t.digest = $1 OR t.retired_digests @> ARRAY[$1::bytea] LIMIT 1"
             ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             ),
             // The compare-and-swap and its notification, in one statement.
             update: format!(
                 "WITH u AS (UPDATE {t} SET name = $2, description = $3, owner = $4, \
-                 created_by = $5, created_at = $6, updated_at = $7, expires_at = $8, \
-                 status = $9, scopes = $10, projects = $11, metadata = $12, digest = $13, \
-                 key_version = $14, previous_digest = $15, previous_key_version = $16, \
-                 previous_valid_until = $17, last_used_at = GREATEST(last_used_at, $18), \
-                 version = version + 1 \
-                 WHERE id = $1 AND version = $19 RETURNING id, version) \
-                 SELECT u.version, pg_notify($20, u.id)::text AS notified FROM u"
+                 created_by = $5, created_at = $6, updated_at = $7, secret_issued_at = $8, \
+                 expires_at = $9, status = $10, scopes = $11, projects = $12, metadata = $13, \
+                 digest = $14, key_version = $15, retired_digests = $16, \
+                 retired_key_versions = $17, retired_valid_until = $18, \
+                 last_used_at = GREATEST(last_used_at, $19), version = version + 1 \
+                 WHERE id = $1 AND version = $20 RETURNING id, version) \
+                 SELECT u.version, pg_notify($21, u.id)::text AS notified FROM u"
             ),
             exists: format!("SELECT 1 FROM {t} WHERE id = $1"),
             delete: format!(
@@ -454,21 +469,26 @@ fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
         digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
         key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
     };
-    let previous = match (
-        col::<Option<&[u8]>>(row, "previous_digest")?,
-        col::<Option<i64>>(row, "previous_key_version")?,
-        col::<Option<DateTime<Utc>>>(row, "previous_valid_until")?,
-    ) {
-        (None, None, None) => None,
-        (Some(d), Some(k), Some(valid_until)) => Some(PreviousSecret {
-            digest: StoredDigest {
-                digest: digest_of(d, "previous_digest")?,
-                key_version: key_version_from_i64(k, "previous_key_version")?,
-            },
-            valid_until,
-        }),
-        _ => return Err(bad_row("previous_digest")),
-    };
+    let digests = col::<Vec<Vec<u8>>>(row, "retired_digests")?;
+    let key_versions = col::<Vec<i64>>(row, "retired_key_versions")?;
+    let valid_until = col::<Vec<DateTime<Utc>>>(row, "retired_valid_until")?;
+    if digests.len() != key_versions.len() || digests.len() != valid_until.len() {
+        return Err(bad_row("retired_digests"));
+    }
+    let retired = digests
+        .iter()
+        .zip(key_versions)
+        .zip(valid_until)
+        .map(|((d, k), valid_until)| {
+            Ok(RetiredSecret {
+                digest: StoredDigest {
+                    digest: digest_of(d, "retired_digests")?,
+                    key_version: key_version_from_i64(k, "retired_key_versions")?,
+                },
+                valid_until,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(TokenRecord {
         id,
         name: col(row, "name")?,
@@ -477,23 +497,57 @@ fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
         created_by: col(row, "created_by")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
+        secret_issued_at: col(row, "secret_issued_at")?,
         expiry: Expiry::from(col::<Option<DateTime<Utc>>>(row, "expires_at")?),
         status,
         scopes,
         projects,
         metadata: metadata.0,
         digest,
-        previous: previous.map(Box::new),
+        retired,
         last_used_at: col(row, "last_used_at")?,
         version: version_from_i64(col(row, "version")?)?,
     })
 }
 
+/// The conditions of [`Reach::contains`], on `t`.
+fn push_reach(q: &mut QueryBuilder<'_, Postgres>, reach: &Reach) {
+    if let Some(owner) = &reach.owner {
+        q.push(" AND t.owner = ").push_bind(owner.clone());
+    }
+    if !reach.scopes.is_admin() {
+        // No scope of the token escapes the reach: each is one of the reach's exact scopes,
+        // or extends one of its `p:*` prefixes by at least one character.
+        let (exact, prefixes) = split_scopes(&reach.scopes);
+        let exact: Vec<String> = exact.into_iter().map(str::to_owned).collect();
+        let prefixes: Vec<String> = prefixes.into_iter().map(str::to_owned).collect();
+        q.push(
+            " AND NOT EXISTS (SELECT 1 FROM unnest(t.scopes) AS rs(scope) WHERE rs.scope <> ALL(",
+        )
+        .push_bind(exact)
+        .push("::text[]) AND NOT EXISTS (SELECT 1 FROM unnest(")
+        .push_bind(prefixes)
+        .push(
+            "::text[]) AS rw(prefix) WHERE starts_with(rs.scope, rw.prefix) \
+                 AND length(rs.scope) > length(rw.prefix)))",
+        );
+    }
+    if let Projects::Only(set) = &reach.projects {
+        // Not all projects (NULL), and no project outside the set.
+        let set: Vec<String> = set.iter().map(|p| p.as_str().to_owned()).collect();
+        q.push(" AND t.projects <@ ")
+            .push_bind(set)
+            .push("::text[]");
+    }
+    if let Expiry::At(at) = reach.expiry {
+        q.push(" AND t.expires_at <= ").push_bind(at);
+    }
+}
+
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds `$1` (id) to `$18` (last_used_at), the order of [`COLUMNS`] up to `version`.
+/// Binds `$1` (id) to `$19` (last_used_at), the order of [`COLUMNS`] up to `version`.
 fn bind_record<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
-    let previous = r.previous.as_ref();
     let projects = match &r.projects {
         Projects::All => None,
         Projects::Only(set) => Some(set.iter().map(ProjectId::as_str).collect::<Vec<_>>()),
@@ -505,6 +559,7 @@ fn bind_record<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
         .bind(r.created_by.as_str())
         .bind(r.created_at)
         .bind(r.updated_at)
+        .bind(r.secret_issued_at)
         .bind(r.expiry.at())
         .bind(r.status.as_str())
         .bind(r.scopes.iter().map(Scope::as_str).collect::<Vec<_>>())
@@ -512,9 +567,19 @@ fn bind_record<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
         .bind(Json(&r.metadata))
         .bind(&r.digest.digest.as_bytes()[..])
         .bind(i64::from(r.digest.key_version))
-        .bind(previous.map(|p| &p.digest.digest.as_bytes()[..]))
-        .bind(previous.map(|p| i64::from(p.digest.key_version)))
-        .bind(previous.map(|p| p.valid_until))
+        .bind(
+            r.retired
+                .iter()
+                .map(|p| &p.digest.digest.as_bytes()[..])
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            r.retired
+                .iter()
+                .map(|p| i64::from(p.digest.key_version))
+                .collect::<Vec<_>>(),
+        )
+        .bind(r.retired.iter().map(|p| p.valid_until).collect::<Vec<_>>())
         .bind(r.last_used_at)
 }
 
@@ -618,6 +683,9 @@ impl TokenStore for PostgresStore {
             q.push(" AND t.scopes @> ARRAY[")
                 .push_bind(scope.as_str())
                 .push("::text]");
+        }
+        if let Some(reach) = &filter.within {
+            push_reach(&mut q, reach);
         }
         if let Some(Cursor { created_at, id }) = &page.after {
             q.push(" AND (t.created_at, t.id) < (")

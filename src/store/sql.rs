@@ -104,6 +104,20 @@ pub(crate) fn contains_pattern(needle: &str) -> String {
     p
 }
 
+/// The exact scopes of a reach, and the prefixes (with their final `:`) of its `p:*`
+/// wildcards. Not for a set holding `*`, which grants everything.
+pub(crate) fn split_scopes(scopes: &crate::scope::ScopeSet) -> (Vec<&str>, Vec<&str>) {
+    let mut exact = Vec::new();
+    let mut prefixes = Vec::new();
+    for scope in scopes.iter() {
+        match scope.as_str().strip_suffix('*') {
+            Some(prefix) => prefixes.push(prefix),
+            None => exact.push(scope.as_str()),
+        }
+    }
+    (exact, prefixes)
+}
+
 /// Maps a sqlx error from an insert: a unique violation is [`StoreError::AlreadyExists`],
 /// anything else a backend error keeping its source.
 pub(crate) fn insert_error(e: sqlx::Error) -> StoreError {

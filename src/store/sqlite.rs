@@ -15,24 +15,33 @@
 //!
 //! # Schema
 //!
-//! Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects` and
-//! `{prefix}schema_migrations` (prefix `keygate_` unless set with
-//! [`SqliteStore::with_table_prefix`]), so they sit beside the application's own tables.
-//! The id is the primary key; the digests are 32-byte blobs next to their key versions, each
-//! indexed (verification looks tokens up by digest); no column holds a plaintext token. Timestamps are integers (microseconds since the Unix
-//! epoch, UTC). Every list filter has an index: owner, creator and status each with the
-//! listing order `(created_at, id)`; expiry; scope and project through their child tables;
-//! and "all projects" through a partial index. `name_contains` is a substring search, which
-//! no B-tree index can serve: it is evaluated on the rows the other conditions and the
-//! listing order select.
+//! Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects`,
+//! `{prefix}token_retired_secrets` and `{prefix}schema_migrations` (prefix `keygate_` unless
+//! set with [`SqliteStore::with_table_prefix`]), so they sit beside the application's own
+//! tables. The id is the primary key; the digests are 32-byte blobs next to their key
+//! versions, each indexed (verification looks tokens up by digest); no column holds a
+//! plaintext token. The secrets retired by rotations are rows of
+//! `{prefix}token_retired_secrets`, `(token_id, position)` their key, position 0 the newest,
+//! with an index on the digest: verification finds a token by its current or any retired
+//! digest in one query, through the two digest indexes. Timestamps are integers
+//! (microseconds since the Unix epoch, UTC). `secret_issued_at` is when the current secret
+//! was issued; for a token rotated before schema version 3 it was not recorded and the
+//! upgrade sets it to `created_at`, so the policy's lifetime cap then counts from creation
+//! (the conservative choice). Every list filter has an index: owner, creator and status each
+//! with the listing order `(created_at, id)`; expiry; scope and project through their child
+//! tables; and "all projects" through a partial index. A [`Reach`] is part of the listing
+//! query too (owner equality, and per candidate row a primary-key probe of its scope and
+//! project rows, and its expiry), so a page costs what the index walk to fill it costs, never
+//! a fetch of everything. `name_contains` is a substring search, which no B-tree index can
+//! serve: it is evaluated on the rows the other conditions and the listing order select.
 //!
 //! # Concurrency
 //!
 //! Writes run in `BEGIN IMMEDIATE` transactions, so they queue for SQLite's single writer
 //! (waiting up to the busy timeout) instead of failing. An update is a compare-and-swap in
-//! one `UPDATE ... WHERE id = ? AND version = ?`, with the scope and project rows rewritten
-//! in the same transaction: nothing is ever half-written, and no update is lost across
-//! connections or processes.
+//! one `UPDATE ... WHERE id = ? AND version = ?`, with the scope, project and retired-secret
+//! rows rewritten in the same transaction: nothing is ever half-written, and no update is
+//! lost across connections or processes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -50,14 +59,14 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::sql::{
-    Migration, bad_row, check_ident, contains_pattern, insert_error, key_version_from_i64,
-    newer_schema, version_from_i64, version_to_i64,
+    Migration, RangeError, bad_row, check_ident, contains_pattern, insert_error,
+    key_version_from_i64, newer_schema, split_scopes, version_from_i64, version_to_i64,
 };
-use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::expiry::Expiry;
-use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
@@ -78,6 +87,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "index_digests",
         sql: include_str!("migrations/sqlite/0002_index_digests.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "retired_secrets",
+        sql: include_str!("migrations/sqlite/0003_retired_secrets.sql"),
     },
 ];
 
@@ -102,7 +116,9 @@ impl std::fmt::Debug for SqliteStore {
 
 /// The statements, with the table prefix filled in once.
 struct Statements {
+    scopes: String,
     projects: String,
+    retired: String,
     migrations: String,
     list: String,
     list_by_scope: String,
@@ -111,10 +127,12 @@ struct Statements {
     insert: String,
     insert_scope: String,
     insert_project: String,
+    insert_retired: String,
     update: String,
     exists: String,
     delete_scopes: String,
     delete_projects: String,
+    delete_retired: String,
     delete: String,
     touch: String,
 }
@@ -124,24 +142,28 @@ impl Statements {
         let tokens = format!("{p}tokens");
         let scopes = format!("{p}token_scopes");
         let projects = format!("{p}token_projects");
+        let retired = format!("{p}token_retired_secrets");
         // Alias `o`: the outer query. Listings pick rows (alias `t`) in an inner query with
         // the filters and the limit, so the scope and project subqueries run only for the
         // rows returned.
         let select = format!(
             "SELECT o.id, o.name, o.description, o.owner, o.created_by, o.created_at, \
-             o.updated_at, o.expires_at, o.status, o.all_projects, o.metadata, o.digest, \
-             o.key_version, o.previous_digest, o.previous_key_version, \
-             o.previous_valid_until, o.last_used_at, o.version, \
+             o.updated_at, o.secret_issued_at, o.expires_at, o.status, o.all_projects, \
+             o.metadata, o.digest, o.key_version, o.last_used_at, o.version, \
              (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = o.id) \
              AS scopes, \
              (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = o.id) \
-             AS projects \
+             AS projects, \
+             (SELECT json_group_array(json_array(hex(r.digest), r.key_version, r.valid_until) \
+             ORDER BY r.position) FROM {retired} r WHERE r.token_id = o.id) AS retired \
              FROM {tokens} o"
         );
         Statements {
             get: format!("{select} WHERE o.id = ?"),
+            // Both digest indexes, then the primary key: one query.
             find_by_digest: format!(
-                "{select} WHERE o.digest = ?1 OR o.previous_digest = ?1 LIMIT 1"
+                "{select} WHERE o.id IN (SELECT d.id FROM {tokens} d WHERE d.digest = ?1 \
+                 UNION ALL SELECT r.token_id FROM {retired} r WHERE r.digest = ?1) LIMIT 1"
             ),
             list: format!("{select} WHERE o.rowid IN (SELECT t.rowid FROM {tokens} t"),
             // By scope: the scope rows carry the listing order, so the scope index yields
@@ -152,21 +174,24 @@ impl Statements {
             ),
             insert: format!(
                 "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
-                 updated_at, expires_at, status, all_projects, metadata, digest, key_version, \
-                 previous_digest, previous_key_version, previous_valid_until, last_used_at, \
-                 version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 updated_at, secret_issued_at, expires_at, status, all_projects, metadata, \
+                 digest, key_version, last_used_at, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             insert_scope: format!(
                 "INSERT INTO {scopes} (token_id, scope, created_at) VALUES (?, ?, ?)"
             ),
             insert_project: format!("INSERT INTO {projects} (token_id, project) VALUES (?, ?)"),
+            insert_retired: format!(
+                "INSERT INTO {retired} (token_id, position, digest, key_version, valid_until) \
+                 VALUES (?, ?, ?, ?, ?)"
+            ),
             // The compare-and-swap, in one statement. `max(coalesce(new, old),
             // coalesce(old, new))` keeps the later last_used_at and treats NULL as "never".
             update: format!(
                 "UPDATE {tokens} SET name = ?, description = ?, owner = ?, created_by = ?, \
-                 created_at = ?, updated_at = ?, expires_at = ?, status = ?, all_projects = ?, \
-                 metadata = ?, digest = ?, key_version = ?, previous_digest = ?, \
-                 previous_key_version = ?, previous_valid_until = ?, \
+                 created_at = ?, updated_at = ?, secret_issued_at = ?, expires_at = ?, \
+                 status = ?, all_projects = ?, metadata = ?, digest = ?, key_version = ?, \
                  last_used_at = max(coalesce(?, last_used_at), coalesce(last_used_at, ?)), \
                  version = version + 1 \
                  WHERE id = ? AND version = ?"
@@ -174,13 +199,16 @@ impl Statements {
             exists: format!("SELECT 1 FROM {tokens} WHERE id = ?"),
             delete_scopes: format!("DELETE FROM {scopes} WHERE token_id = ?"),
             delete_projects: format!("DELETE FROM {projects} WHERE token_id = ?"),
+            delete_retired: format!("DELETE FROM {retired} WHERE token_id = ?"),
             delete: format!("DELETE FROM {tokens} WHERE id = ?"),
             touch: format!(
                 "UPDATE {tokens} SET last_used_at = ?1 \
                  WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"
             ),
             migrations: format!("{p}schema_migrations"),
+            scopes,
             projects,
+            retired,
         }
     }
 }
@@ -270,10 +298,48 @@ impl SqliteStore {
     ///
     /// Refuses (changing nothing) a database whose recorded version is newer than this
     /// build knows.
+    ///
+    /// Migration 3 rebuilds the tokens table, which SQLite allows only with foreign key
+    /// enforcement off: `migrate` switches it off on the one connection it migrates with
+    /// (outside the transaction, the only place SQLite allows), checks keygate's foreign
+    /// keys before it commits, and switches enforcement back on before the connection
+    /// returns to the pool (or closes the connection if that fails).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut conn = self.pool.acquire().await.map_err(StoreError::backend)?;
+        let enforced: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+        if enforced != 0 {
+            sqlx::query("PRAGMA foreign_keys = OFF")
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        let migrated = self.migrate_on(&mut conn).await;
+        if enforced != 0 {
+            // Runs after the rollback of a failed migration (the connection's commands run
+            // in order); read back, since the pragma is silently ignored inside a
+            // transaction.
+            let restored = async {
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query_scalar::<_, i64>("PRAGMA foreign_keys")
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+            .await;
+            if !matches!(restored, Ok(1)) {
+                // Never hand a connection without enforcement back to the pool.
+                conn.close_on_drop();
+            }
+        }
+        migrated
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::backend)?;
         let table = &self.sql.migrations;
@@ -293,6 +359,9 @@ impl SqliteStore {
         if current > known {
             return Err(newer_schema(current, known));
         }
+        if current == known {
+            return Ok(());
+        }
         for m in MIGRATIONS {
             if m.version <= current {
                 continue;
@@ -311,6 +380,16 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::backend)?;
+        }
+        // Enforcement was off: check what it would have refused.
+        for child in [&self.sql.scopes, &self.sql.projects, &self.sql.retired] {
+            let violation = sqlx::query(&format!("PRAGMA foreign_key_check({child})"))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+            if violation.is_some() {
+                return Err(foreign_key_violation(child));
+            }
         }
         tx.commit().await.map_err(StoreError::backend)
     }
@@ -352,9 +431,107 @@ impl SqliteStore {
                     .map_err(StoreError::backend)?;
             }
         }
+        for (position, retired) in record.retired.iter().enumerate() {
+            let position =
+                i64::try_from(position).map_err(|_| StoreError::backend(RangeError("retired")))?;
+            sqlx::query(&self.sql.insert_retired)
+                .bind(record.id.as_str())
+                .bind(position)
+                .bind(&retired.digest.digest.as_bytes()[..])
+                .bind(i64::from(retired.digest.key_version))
+                .bind(micros(retired.valid_until))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the child rows of `id` (scopes, projects, retired secrets).
+    async fn delete_children(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        id: &TokenId,
+    ) -> Result<(), StoreError> {
+        for stmt in [
+            &self.sql.delete_scopes,
+            &self.sql.delete_projects,
+            &self.sql.delete_retired,
+        ] {
+            sqlx::query(stmt)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
         Ok(())
     }
 }
+
+impl SqliteStore {
+    /// The conditions of [`Reach::contains`], on the inner query's `t`.
+    fn push_reach(&self, q: &mut QueryBuilder<'_, Sqlite>, reach: &Reach) {
+        if let Some(owner) = &reach.owner {
+            q.push(" AND t.owner = ").push_bind(owner.clone());
+        }
+        if !reach.scopes.is_admin() {
+            // No scope of the token escapes the reach: each is one of the reach's exact
+            // scopes, or extends one of its `p:*` prefixes by at least one character.
+            q.push(" AND NOT EXISTS (SELECT 1 FROM ")
+                .push(&self.sql.scopes)
+                .push(" rs WHERE rs.token_id = t.id AND NOT (0");
+            let (exact, prefixes) = split_scopes(&reach.scopes);
+            if !exact.is_empty() {
+                q.push(" OR rs.scope IN (");
+                let mut list = q.separated(", ");
+                for scope in exact {
+                    list.push_bind(scope.to_owned());
+                }
+                q.push(")");
+            }
+            for prefix in prefixes {
+                let len = prefix.len() as i64;
+                q.push(" OR (substr(rs.scope, 1, ")
+                    .push_bind(len)
+                    .push(") = ")
+                    .push_bind(prefix.to_owned())
+                    .push(" AND length(rs.scope) > ")
+                    .push_bind(len)
+                    .push(")");
+            }
+            q.push("))");
+        }
+        if let Projects::Only(set) = &reach.projects {
+            // Not all projects, and no project outside the set.
+            q.push(" AND t.all_projects = 0 AND NOT EXISTS (SELECT 1 FROM ")
+                .push(&self.sql.projects)
+                .push(" rp WHERE rp.token_id = t.id");
+            if !set.is_empty() {
+                q.push(" AND rp.project NOT IN (");
+                let mut list = q.separated(", ");
+                for project in set {
+                    list.push_bind(project.as_str().to_owned());
+                }
+                q.push(")");
+            }
+            q.push(")");
+        }
+        if let Expiry::At(at) = reach.expiry {
+            q.push(" AND t.expires_at <= ").push_bind(micros(at));
+        }
+    }
+}
+
+/// The schema upgrade left a child row without its token.
+fn foreign_key_violation(table: &str) -> StoreError {
+    StoreError::backend(MigrationError(format!(
+        "schema upgrade refused: `{table}` holds a row whose token does not exist"
+    )))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct MigrationError(String);
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -410,21 +587,22 @@ fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
         key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
     };
-    let previous = match (
-        col::<Option<&[u8]>>(row, "previous_digest")?,
-        col::<Option<i64>>(row, "previous_key_version")?,
-        col::<Option<i64>>(row, "previous_valid_until")?,
-    ) {
-        (None, None, None) => None,
-        (Some(d), Some(k), Some(until)) => Some(PreviousSecret {
-            digest: StoredDigest {
-                digest: digest_of(d, "previous_digest")?,
-                key_version: key_version_from_i64(k, "previous_key_version")?,
-            },
-            valid_until: from_micros(until, "previous_valid_until")?,
-        }),
-        _ => return Err(bad_row("previous_digest")),
-    };
+    // `[[hex digest, key version, valid until], ...]` in position order.
+    let retired: Json<Vec<(String, i64, i64)>> = col(row, "retired")?;
+    let retired = retired
+        .0
+        .into_iter()
+        .map(|(d, k, until)| {
+            let bytes = hex::decode(d).map_err(|_| bad_row("retired digest"))?;
+            Ok(RetiredSecret {
+                digest: StoredDigest {
+                    digest: digest_of(&bytes, "retired digest")?,
+                    key_version: key_version_from_i64(k, "retired key_version")?,
+                },
+                valid_until: from_micros(until, "retired valid_until")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(TokenRecord {
         id,
         name: col(row, "name")?,
@@ -433,13 +611,14 @@ fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         created_by: col(row, "created_by")?,
         created_at: from_micros(col(row, "created_at")?, "created_at")?,
         updated_at: from_micros(col(row, "updated_at")?, "updated_at")?,
+        secret_issued_at: from_micros(col(row, "secret_issued_at")?, "secret_issued_at")?,
         expiry: Expiry::from(opt_from_micros(col(row, "expires_at")?, "expires_at")?),
         status,
         scopes,
         projects,
         metadata: metadata.0,
         digest,
-        previous: previous.map(Box::new),
+        retired,
         last_used_at: opt_from_micros(col(row, "last_used_at")?, "last_used_at")?,
         version: version_from_i64(col(row, "version")?)?,
     })
@@ -448,27 +627,22 @@ fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 /// Binds the record's columns in the order of `insert` (without `id` first when
 /// `with_id` is false, for `update`).
 fn bind_record<'q>(
-    mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     r: &'q TokenRecord,
 ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    let previous = r.previous.as_ref();
-    q = q
-        .bind(r.name.as_str())
+    q.bind(r.name.as_str())
         .bind(r.description.as_str())
         .bind(r.owner.as_str())
         .bind(r.created_by.as_str())
         .bind(micros(r.created_at))
         .bind(micros(r.updated_at))
+        .bind(micros(r.secret_issued_at))
         .bind(r.expiry.at().map(micros))
         .bind(r.status.as_str())
         .bind(matches!(r.projects, Projects::All) as i64)
         .bind(Json(&r.metadata))
         .bind(&r.digest.digest.as_bytes()[..])
         .bind(i64::from(r.digest.key_version))
-        .bind(previous.map(|p| &p.digest.digest.as_bytes()[..]))
-        .bind(previous.map(|p| i64::from(p.digest.key_version)))
-        .bind(previous.map(|p| micros(p.valid_until)));
-    q
 }
 
 #[async_trait]
@@ -548,13 +722,7 @@ impl TokenStore for SqliteStore {
                 StoreError::NotFound
             });
         }
-        for stmt in [&self.sql.delete_scopes, &self.sql.delete_projects] {
-            sqlx::query(stmt)
-                .bind(record.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-        }
+        self.delete_children(&mut tx, &record.id).await?;
         self.write_children(&mut tx, record).await?;
         tx.commit().await.map_err(StoreError::backend)?;
         Ok(new_version)
@@ -566,13 +734,7 @@ impl TokenStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::backend)?;
-        for stmt in [&self.sql.delete_scopes, &self.sql.delete_projects] {
-            sqlx::query(stmt)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-        }
+        self.delete_children(&mut tx, id).await?;
         let done = sqlx::query(&self.sql.delete)
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -626,6 +788,9 @@ impl TokenStore for SqliteStore {
                 .push(" WHERE project = ")
                 .push_bind(project.as_str())
                 .push("))");
+        }
+        if let Some(reach) = &filter.within {
+            self.push_reach(&mut q, reach);
         }
         if let Some(Cursor { created_at, id }) = &page.after {
             q.push(format_args!(" AND ({}, {}) < (", order.0, order.1))

@@ -32,9 +32,9 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::StoreError;
 use crate::expiry::Expiry;
-use crate::record::{PreviousSecret, TokenRecord, TokenStatus};
+use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
-use crate::store::{Cursor, PageRequest, TokenFilter, TokenStore};
+use crate::store::{Cursor, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::token::TokenId;
 
 /// Runs every conformance case against `store`. Panics on the first violation.
@@ -42,7 +42,7 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     insert_then_get_round_trips(&*store).await;
     insert_existing_id_fails(&*store).await;
     get_unknown_is_none(&*store).await;
-    find_by_digest_current_or_previous(&*store).await;
+    find_by_digest_current_or_retired(&*store).await;
     find_by_digest_follows_writes(&*store).await;
     update_compare_and_swap(&*store).await;
     update_stale_version_conflicts(&*store).await;
@@ -103,6 +103,7 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
         created_by: format!("creator-{}", n % 2),
         created_at: at,
         updated_at: at + Duration::seconds(1),
+        secret_issued_at: at + Duration::milliseconds(500),
         expiry: Expiry::At(at + Duration::days(30)),
         status: TokenStatus::Active,
         scopes: [scope("projects:read"), scope("tokens:*")]
@@ -111,13 +112,19 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
         projects: must(Projects::only(["alpha", "beta"]), "projects literal"),
         metadata,
         digest: digest(n as u8),
-        previous: Some(Box::new(PreviousSecret {
-            digest: StoredDigest {
-                key_version: 7,
-                ..digest(0xEE)
+        retired: vec![
+            RetiredSecret {
+                digest: StoredDigest {
+                    key_version: 7,
+                    ..digest(0xEE)
+                },
+                valid_until: at + Duration::hours(2),
             },
-            valid_until: at + Duration::hours(2),
-        })),
+            RetiredSecret {
+                digest: digest(0xED),
+                valid_until: at - Duration::hours(3),
+            },
+        ],
         last_used_at: Some(at + Duration::minutes(5)),
         version: 1,
     }
@@ -143,7 +150,7 @@ pub async fn insert_then_get_round_trips<S: TokenStore + ?Sized>(store: &S) {
     minimal.scopes = ScopeSet::new();
     minimal.projects = Projects::All;
     minimal.metadata.clear();
-    minimal.previous = None;
+    minimal.retired = Vec::new();
     minimal.last_used_at = None;
     must(store.insert(&minimal).await, "insert minimal");
     let got = must(store.get(&minimal.id).await, "get minimal");
@@ -196,21 +203,18 @@ pub async fn get_unknown_is_none<S: TokenStore + ?Sized>(store: &S) {
     );
 }
 
-/// `find_by_digest`: "Returns the record whose current digest or previous digest (kept after
-/// a rotation whatever its `valid_until`) equals `digest`, equal to what was last written.
-/// The key version is not compared. Returns `Ok(None)` if no record holds this digest."
-pub async fn find_by_digest_current_or_previous<S: TokenStore + ?Sized>(store: &S) {
+/// `find_by_digest`: "Returns the record whose current digest or one of whose retired
+/// digests (kept after rotations whatever their `valid_until`) equals `digest`, equal to
+/// what was last written. The key version is not compared. Returns `Ok(None)` if no record
+/// holds this digest."
+pub async fn find_by_digest_current_or_retired<S: TokenStore + ?Sized>(store: &S) {
     let owner = unique("owner");
     let mut record = sample_record(&owner, 1, base_time());
-    // Past its grace period, revoked, with another key version: still found.
+    // Past their grace periods, revoked, with other key versions: still found.
     record.status = TokenStatus::Revoked;
-    if let Some(p) = record.previous.as_mut() {
-        p.valid_until = base_time() - Duration::days(1);
+    for r in &mut record.retired {
+        r.valid_until = base_time() - Duration::days(1);
     }
-    let previous = record.previous.as_ref().map(|p| p.digest.digest);
-    let Some(previous) = previous else {
-        panic!("conformance: sample record has a previous digest")
-    };
     must(store.insert(&record).await, "insert");
     let other = sample_record(&owner, 2, base_time());
     must(store.insert(&other).await, "insert");
@@ -221,13 +225,15 @@ pub async fn find_by_digest_current_or_previous<S: TokenStore + ?Sized>(store: &
         Some(&record),
         "conformance: find_by_digest must return the record holding this current digest"
     );
-    let by_previous = must(store.find_by_digest(&previous).await, "find");
-    assert_eq!(
-        by_previous.as_deref(),
-        Some(&record),
-        "conformance: find_by_digest must return the record holding this previous digest, \
-         whatever its valid_until"
-    );
+    for (i, retired) in record.retired.iter().enumerate() {
+        let found = must(store.find_by_digest(&retired.digest.digest).await, "find");
+        assert_eq!(
+            found.as_deref(),
+            Some(&record),
+            "conformance: find_by_digest must return the record holding this retired digest \
+             (retired[{i}]), whatever its valid_until"
+        );
+    }
     let by_other = must(store.find_by_digest(&other.digest.digest).await, "find");
     assert_eq!(
         by_other.as_deref(),
@@ -243,30 +249,36 @@ pub async fn find_by_digest_current_or_previous<S: TokenStore + ?Sized>(store: &
 }
 
 /// `find_by_digest` after writes: "equal to what was last written". A rotation's new digest
-/// is found, its old one through `previous`, the one before that no longer; a touch is seen;
-/// after a delete neither digest is found.
+/// is found, and so is every digest it retired, the chain kept in order; a digest an update
+/// dropped from the chain is no longer found; a touch is seen; after a delete no digest is
+/// found.
 pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
     let owner = unique("owner");
     let record = sample_record(&owner, 1, base_time());
     must(store.insert(&record).await, "insert");
-    let oldest = record.previous.as_ref().map(|p| p.digest.digest);
-    let Some(oldest) = oldest else {
-        panic!("conformance: sample record has a previous digest")
+    let Some(dropped) = record.retired.last().map(|r| r.digest.digest) else {
+        panic!("conformance: sample record has retired digests")
     };
 
+    // Rotate: the current digest is retired first in the chain, the oldest one dropped.
     let mut rotated = record.clone();
     rotated.digest = digest(3);
-    rotated.previous = Some(Box::new(PreviousSecret {
-        digest: record.digest,
-        valid_until: base_time() + Duration::hours(1),
-    }));
+    rotated.retired.insert(
+        0,
+        RetiredSecret {
+            digest: record.digest,
+            valid_until: base_time() + Duration::hours(1),
+        },
+    );
+    rotated.retired.pop();
     let version = must(store.update(&rotated).await, "update");
     rotated.version = version;
-    for (d, what) in [
-        (rotated.digest.digest, "the new current digest"),
-        (record.digest.digest, "the digest kept as previous"),
-    ] {
-        let got = must(store.find_by_digest(&d).await, "find");
+    let mut expect_found = vec![(rotated.digest.digest, "the new current digest".to_owned())];
+    for (i, r) in rotated.retired.iter().enumerate() {
+        expect_found.push((r.digest.digest, format!("retired[{i}]")));
+    }
+    for (d, what) in &expect_found {
+        let got = must(store.find_by_digest(d).await, "find");
         assert_eq!(
             got.as_deref(),
             Some(&rotated),
@@ -274,10 +286,10 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
              record as last written"
         );
     }
-    let got = must(store.find_by_digest(&oldest).await, "find");
+    let got = must(store.find_by_digest(&dropped).await, "find");
     assert!(
         got.is_none(),
-        "conformance: a digest an update replaced must no longer be found"
+        "conformance: a digest an update dropped must no longer be found"
     );
 
     let used = rotated.last_used_at.map(|t| t + Duration::minutes(1));
@@ -293,11 +305,11 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
     );
 
     must(store.delete(&rotated.id).await, "delete");
-    for d in [rotated.digest.digest, record.digest.digest] {
-        let got = must(store.find_by_digest(&d).await, "find");
+    for (d, _) in &expect_found {
+        let got = must(store.find_by_digest(d).await, "find");
         assert!(
             got.is_none(),
-            "conformance: after a delete, find_by_digest must find neither digest"
+            "conformance: after a delete, find_by_digest must find none of its digests"
         );
     }
 }
@@ -314,7 +326,8 @@ pub async fn update_compare_and_swap<S: TokenStore + ?Sized>(store: &S) {
     changed.status = TokenStatus::Disabled;
     changed.scopes = [scope("*")].into_iter().collect();
     changed.digest = digest(9);
-    changed.previous = None;
+    changed.retired = Vec::new();
+    changed.secret_issued_at = r.secret_issued_at + Duration::days(1);
     changed.expiry = Expiry::Never;
     let v = must(store.update(&changed).await, "update");
     assert_eq!(
@@ -617,7 +630,74 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
             ),
         ),
     ];
-    for (what, filter) in filters {
+    let reach = |owner: Option<&str>, scopes: &[&str], projects: Projects, expiry: Expiry| {
+        Reach::new(
+            owner.map(str::to_owned),
+            scopes.iter().map(|s| scope(s)).collect(),
+            projects,
+            expiry,
+        )
+    };
+    let alpha = || must(Projects::only(["alpha"]), "projects");
+    let reaches: Vec<(&str, TokenFilter)> = vec![
+        (
+            "within: admin of every owner",
+            mine(TokenFilter::new()).within(reach(None, &["*"], Projects::All, Expiry::Never)),
+        ),
+        (
+            "within: own owner only",
+            TokenFilter::new().within(reach(Some(&owner), &["*"], Projects::All, Expiry::Never)),
+        ),
+        (
+            "within: exact scope",
+            mine(TokenFilter::new()).within(reach(
+                None,
+                &["projects:read"],
+                Projects::All,
+                Expiry::Never,
+            )),
+        ),
+        (
+            "within: wildcard scope grants exact and wildcard",
+            mine(TokenFilter::new()).within(reach(
+                None,
+                &["projects:*", "tokens:read"],
+                Projects::All,
+                Expiry::Never,
+            )),
+        ),
+        (
+            "within: projects subset",
+            mine(TokenFilter::new()).within(reach(None, &["*"], alpha(), Expiry::Never)),
+        ),
+        (
+            "within: lifetime bound (never excluded)",
+            mine(TokenFilter::new()).within(reach(
+                None,
+                &["*"],
+                Projects::All,
+                Expiry::At(t0 + Duration::days(20)),
+            )),
+        ),
+        (
+            "within: everything at once, with another filter",
+            TokenFilter::new()
+                .status(TokenStatus::Active)
+                .within(reach(
+                    Some(&owner),
+                    &["projects:*", "tokens:read"],
+                    Projects::All,
+                    Expiry::At(t0 + Duration::days(30)),
+                )),
+        ),
+        (
+            "within: no scopes reaches only scope-less tokens",
+            TokenFilter::new()
+                .owner(other_owner.clone())
+                .within(reach(None, &[], alpha(), Expiry::Never)),
+        ),
+    ];
+    for (what, filter) in filters.into_iter().chain(reaches) {
         let expected: Vec<_> = newest_first(
             records
                 .iter()
@@ -786,10 +866,10 @@ pub async fn concurrent_updates_one_winner<S: TokenStore + ?Sized + 'static>(sto
         let store = Arc::clone(&store);
         let barrier = Arc::clone(&barrier);
         let mut mine = r.clone();
-        mine.previous = Some(Box::new(PreviousSecret {
+        mine.retired = vec![RetiredSecret {
             digest: r.digest,
             valid_until: r.created_at,
-        }));
+        }];
         mine.digest = digest(i as u8);
         mine.name = format!("rotation {i}");
         handles.push(tokio::spawn(async move {

@@ -135,7 +135,8 @@ pub(crate) fn record_json(r: &TokenRecord, now: DateTime<Utc>) -> Value {
         },
         "metadata": r.metadata,
         "last_used_at": r.last_used_at.map(instant),
-        "previous_secret_valid_until": r.previous.as_ref().map(|p| instant(p.valid_until)),
+        // The newest retired secret: the only one that can still be inside its grace period.
+        "previous_secret_valid_until": r.retired.first().map(|p| instant(p.valid_until)),
         "version": r.version,
     })
 }
@@ -156,7 +157,7 @@ pub(crate) fn record_lines(r: &TokenRecord, now: DateTime<Utc>) -> String {
         ("expires", opt_instant(r.expiry.at())),
         ("last used", opt_instant(r.last_used_at)),
     ];
-    if let Some(p) = &r.previous {
+    if let Some(p) = r.retired.first() {
         if p.valid_until > now {
             rows.push(("previous secret valid until", instant(p.valid_until)));
         }

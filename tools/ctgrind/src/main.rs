@@ -200,7 +200,7 @@ struct DeclassifyingStore(keygate::MemoryStore);
 fn declassified(record: &keygate::TokenRecord) -> keygate::TokenRecord {
     let r = record.clone();
     mark_defined(r.digest.digest.as_bytes());
-    if let Some(p) = &r.previous {
+    for p in &r.retired {
         mark_defined(p.digest.digest.as_bytes());
     }
     r

@@ -12,7 +12,7 @@ use crate::cache::{CacheConfig, VerifyCache};
 use crate::digest::{Digest, Keyring, ServerKey, StoredDigest};
 use crate::error::{AccessError, Error, StoreError, VerifyError};
 use crate::expiry::{Clock, Expiry, ExpiryPolicy, ExpiryPreset, SystemClock};
-use crate::record::{PreviousSecret, TokenRecord, TokenStatus, check_metadata, check_text, limits};
+use crate::record::{MAX_RETIRED_SECRETS, RetiredSecret, TokenRecord, TokenStatus, check_metadata, check_text, limits};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::store::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
 use crate::token::{TokenFormat, TokenId, TokenSecret};
@@ -687,13 +687,15 @@ impl TokenManager {
             digest.ct_eq(&record.digest.digest)
                 & Choice::from(u8::from(record.digest.key_version == version)),
         );
-        let prev_match = record.previous.as_ref().is_some_and(|p| {
+        // Which retired secret, if any, the presented one is (each compared in constant
+        // time; at most MAX_RETIRED_SECRETS of them).
+        let retired = record.retired.iter().find(|p| {
             bool::from(
                 digest.ct_eq(&p.digest.digest)
                     & Choice::from(u8::from(p.digest.key_version == version)),
             )
         });
-        if record.id != *id || !(cur_match || prev_match) {
+        if record.id != *id || !(cur_match || retired.is_some()) {
             return None;
         }
 
@@ -707,14 +709,8 @@ impl TokenManager {
             return Some(Err(VerifyError::Expired));
         }
         let via_previous = !cur_match;
-        if via_previous {
-            let past_grace = record
-                .previous
-                .as_ref()
-                .is_none_or(|p| now >= p.valid_until);
-            if past_grace {
-                return Some(Err(VerifyError::RotatedOut));
-            }
+        if via_previous && retired.is_none_or(|p| now >= p.valid_until) {
+            return Some(Err(VerifyError::RotatedOut));
         }
 
         if cur_match && version != inner.keyring.current_version() {
@@ -834,13 +830,14 @@ impl TokenManager {
             created_by: req.created_by.unwrap_or_else(|| actor_name(actor)),
             created_at: now,
             updated_at: now,
+            secret_issued_at: now,
             expiry,
             status: TokenStatus::Active,
             scopes: req.scopes,
             projects: req.projects,
             metadata: req.metadata,
             digest,
-            previous: None,
+            retired: Vec::new(),
             last_used_at: None,
             version: 1,
         };
@@ -1027,11 +1024,16 @@ impl TokenManager {
             r.expiry = expiry;
         }
         let (secret, digest) = self.new_secret(id)?;
-        r.previous = Some(Box::new(PreviousSecret {
-            digest: current.digest,
-            valid_until: now + req.grace,
-        }));
+        r.retired.insert(
+            0,
+            RetiredSecret {
+                digest: current.digest,
+                valid_until: now + req.grace,
+            },
+        );
+        r.retired.truncate(MAX_RETIRED_SECRETS);
         r.digest = digest;
+        r.secret_issued_at = now;
         r.updated_at = now;
         r.version = self.store_update(&r).await?;
         self.event(AuditKind::Rotated, &r, actor);
