@@ -213,6 +213,108 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
     }
 }
 
+/// A timestamp keygate cannot represent (`infinity`, `-infinity`, or beyond chrono's range,
+/// which PostgreSQL's exceeds) in any timestamp column is a backend error naming the column,
+/// from `get`, `list` and `find_by_digest` alike, and verification fails closed: no panic
+/// (sqlx's own decoding panics on these).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrepresentable_timestamp_is_a_backend_error_naming_its_column() {
+    use keygate::{PageRequest, RotateRequest};
+    let Some((schema, store)) = TestSchema::new().await else {
+        return;
+    };
+    let manager = manager_over(&store);
+    let t = format!("\"{}\".keygate_tokens", schema.name);
+    let columns = [
+        "created_at",
+        "updated_at",
+        "secret_issued_at",
+        "expires_at",
+        "last_used_at",
+        "retired_valid_until",
+    ];
+    let values = ["infinity", "-infinity", "294276-12-31 23:59:59.999999+00"];
+    for (i, column) in columns.iter().enumerate() {
+        for (j, value) in values.iter().enumerate() {
+            let owner = format!("owner-{i}-{j}");
+            let issued = manager
+                .issue(IssueRequest::new("ci", owner.as_str()))
+                .await
+                .expect("issue");
+            // A retired secret inside its grace period, so both digests are found.
+            let rotated = manager
+                .rotate(
+                    issued.id(),
+                    RotateRequest::new().grace(chrono::Duration::hours(1)),
+                )
+                .await
+                .expect("rotate");
+            let set = if *column == "retired_valid_until" {
+                format!("{column} = ARRAY[$1::timestamptz]")
+            } else {
+                format!("{column} = $1::timestamptz")
+            };
+            sqlx::query(&format!("UPDATE {t} SET {set} WHERE id = $2"))
+                .bind(value)
+                .bind(issued.id().as_str())
+                .execute(store.pool())
+                .await
+                .expect("write the timestamp");
+            let what = format!("{column} = {value}");
+            let names_column = |e: &StoreError| {
+                matches!(e, StoreError::Backend(_))
+                    && std::error::Error::source(e)
+                        .is_some_and(|s| s.to_string().contains(&format!("`{column}`")))
+            };
+            let got = store.get(issued.id()).await;
+            assert!(
+                got.as_ref().is_err_and(names_column),
+                "{what}: get must be a backend error naming the column, got {got:?}"
+            );
+            let record = written_record(&store, issued.id()).await;
+            for digest in [record.0, record.1] {
+                let found = store.find_by_digest(&digest).await;
+                assert!(
+                    found.as_ref().is_err_and(names_column),
+                    "{what}: find_by_digest must be a backend error naming the column, got {found:?}"
+                );
+            }
+            let listed = store
+                .list(&TokenFilter::new().owner(owner), &PageRequest::first(10))
+                .await;
+            assert!(
+                listed.as_ref().is_err_and(names_column),
+                "{what}: list must be a backend error naming the column, got {listed:?}"
+            );
+            for token in [issued.expose_secret(), rotated.expose_secret()] {
+                let verified = manager.verify(token).await;
+                assert!(
+                    matches!(verified, Err(VerifyError::Store(StoreError::Backend(_)))),
+                    "{what}: verify must fail closed, got {verified:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The current and newest retired digest of a token, read as raw bytes (the record itself
+/// may not decode).
+async fn written_record(
+    store: &keygate::PostgresStore,
+    id: &keygate::TokenId,
+) -> (keygate::Digest, keygate::Digest) {
+    let (current, retired): (Vec<u8>, Vec<u8>) = sqlx::query_as(&format!(
+        "SELECT digest, retired_digests[1] FROM \"{}\".keygate_tokens WHERE id = $1",
+        store.schema()
+    ))
+    .bind(id.as_str())
+    .fetch_one(store.pool())
+    .await
+    .expect("digests");
+    let digest = |b: &[u8]| keygate::Digest::from_slice(b).expect("32 bytes");
+    (digest(&current), digest(&retired))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_pool_fails_closed() {
     let Some((_schema, store)) = TestSchema::new().await else {

@@ -446,6 +446,76 @@ fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
     Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
 }
 
+/// A `timestamptz` value, decoded without panicking.
+///
+/// sqlx's own `DateTime<Utc>` decoding adds the stored microseconds to the PostgreSQL epoch
+/// unchecked, and so panics on `infinity`, `-infinity` and any instant beyond chrono's range
+/// (PostgreSQL's reaches the year 294276). This reads the binary value (microseconds since
+/// 2000-01-01 UTC) with checked arithmetic: those values are a decoding error, which
+/// [`col`] reports as the column's [`bad_row`].
+struct Timestamp(DateTime<Utc>);
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("timestamp out of range (infinite, or beyond what keygate represents)")]
+struct TimestampRange;
+
+impl Timestamp {
+    /// The instant `micros` microseconds after PostgreSQL's epoch, if keygate can hold it.
+    fn from_pg_micros(micros: i64) -> Option<DateTime<Utc>> {
+        // `infinity` and `-infinity` are i64::MAX and i64::MIN.
+        if micros == i64::MAX || micros == i64::MIN {
+            return None;
+        }
+        DateTime::from_timestamp_micros(micros.checked_add(PG_EPOCH_UNIX_MICROS)?)
+    }
+}
+
+impl sqlx::Type<Postgres> for Timestamp {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <DateTime<Utc> as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for Timestamp {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Timestamp {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match value.format() {
+            sqlx::postgres::PgValueFormat::Binary => {
+                let bytes: [u8; 8] = value.as_bytes()?.try_into()?;
+                Self::from_pg_micros(i64::from_be_bytes(bytes))
+                    .map(Timestamp)
+                    .ok_or_else(|| TimestampRange.into())
+            }
+            // Text results (not used by this store's queries): sqlx's parser, which fails
+            // rather than panics on what it cannot read.
+            sqlx::postgres::PgValueFormat::Text => {
+                <DateTime<Utc> as sqlx::Decode<'r, Postgres>>::decode(value).map(Timestamp)
+            }
+        }
+    }
+}
+
+/// A `timestamptz` column (see [`Timestamp`]).
+fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    col::<Timestamp>(row, column).map(|t| t.0)
+}
+
+/// A nullable `timestamptz` column (see [`Timestamp`]).
+fn opt_time(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    col::<Option<Timestamp>>(row, column).map(|t| t.map(|t| t.0))
+}
+
 fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
     let id = TokenId::new(col::<&str>(row, "id")?).map_err(|_| bad_row("id"))?;
     let status =
@@ -471,7 +541,7 @@ fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
     };
     let digests = col::<Vec<Vec<u8>>>(row, "retired_digests")?;
     let key_versions = col::<Vec<i64>>(row, "retired_key_versions")?;
-    let valid_until = col::<Vec<DateTime<Utc>>>(row, "retired_valid_until")?;
+    let valid_until = col::<Vec<Timestamp>>(row, "retired_valid_until")?;
     if digests.len() != key_versions.len() || digests.len() != valid_until.len() {
         return Err(bad_row("retired_digests"));
     }
@@ -485,7 +555,7 @@ fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
                     digest: digest_of(d, "retired_digests")?,
                     key_version: key_version_from_i64(k, "retired_key_versions")?,
                 },
-                valid_until,
+                valid_until: valid_until.0,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -495,17 +565,17 @@ fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
         description: col(row, "description")?,
         owner: col(row, "owner")?,
         created_by: col(row, "created_by")?,
-        created_at: col(row, "created_at")?,
-        updated_at: col(row, "updated_at")?,
-        secret_issued_at: col(row, "secret_issued_at")?,
-        expiry: Expiry::from(col::<Option<DateTime<Utc>>>(row, "expires_at")?),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        secret_issued_at: time(row, "secret_issued_at")?,
+        expiry: Expiry::from(opt_time(row, "expires_at")?),
         status,
         scopes,
         projects,
         metadata: metadata.0,
         digest,
         retired,
-        last_used_at: col(row, "last_used_at")?,
+        last_used_at: opt_time(row, "last_used_at")?,
         version: version_from_i64(col(row, "version")?)?,
     })
 }
@@ -737,5 +807,17 @@ mod tests {
         let s = store.with_schema("auth").expect("valid schema");
         assert_eq!(s.channel(), "keygate.auth");
         assert!(s.sql.get.contains("FROM \"auth\".keygate_tokens t"));
+    }
+
+    #[test]
+    fn timestamps_decode_with_checked_arithmetic() {
+        let epoch = Timestamp::from_pg_micros(0).map(|t| t.to_rfc3339());
+        assert_eq!(epoch.as_deref(), Some("2000-01-01T00:00:00+00:00"));
+        let before = Timestamp::from_pg_micros(-PG_EPOCH_UNIX_MICROS - 1);
+        assert_eq!(before.map(|t| t.timestamp_micros()), Some(-1));
+        // infinity, -infinity, PostgreSQL's largest instant (294276-12-31), overflow.
+        for micros in [i64::MAX, i64::MIN, 9_223_371_331_199_999_999, i64::MAX - 1] {
+            assert_eq!(Timestamp::from_pg_micros(micros), None, "{micros}");
+        }
     }
 }
