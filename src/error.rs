@@ -109,6 +109,14 @@ pub enum AccessError {
     /// The requested projects are not a subset of the token's own.
     #[error("projects beyond the acting token's own")]
     ProjectsNotCovered,
+    /// The acting token may manage only its own owner's tokens: another owner needs the
+    /// [`tokens:any-owner`](crate::scope::ANY_OWNER) scope.
+    #[error("tokens of another owner need the `tokens:any-owner` scope")]
+    OtherOwner,
+    /// The requested expiry is later than the acting token's own (or `never` from a token
+    /// that expires).
+    #[error("expiry beyond the acting token's own")]
+    BeyondLifetime,
 }
 
 /// An error from a management operation of [`TokenManager`](crate::TokenManager) or from
@@ -145,6 +153,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A request is over one of the manager's [`Limits`](crate::record::Limits); nothing
+    /// was changed.
+    #[error("{field}: at most {max} {unit} allowed")]
+    TooLarge {
+        /// What is too large (`scopes`, `projects`, `name`, `ids`, ...).
+        field: &'static str,
+        /// The limit.
+        max: usize,
+        /// What the limit counts (`entries`, `bytes`, `tokens`).
+        unit: &'static str,
+    },
     /// The requested expiry violates the [`ExpiryPolicy`](crate::ExpiryPolicy).
     #[error("expiry policy violated: {0}")]
     Policy(String),
@@ -157,6 +176,22 @@ pub enum Error {
     /// The token changed concurrently; re-read and retry.
     #[error("token `{0}` was changed concurrently")]
     Conflict(TokenId),
+    /// The change named the record version it expected
+    /// ([`TokenUpdate::expected_version`](crate::TokenUpdate::expected_version),
+    /// [`RotateRequest::expected_version`](crate::RotateRequest::expected_version)) and the
+    /// stored record has another one: nothing was changed.
+    #[error("token `{id}` is no longer at the expected version {expected}")]
+    VersionMismatch {
+        /// The token.
+        id: TokenId,
+        /// The version the caller expected.
+        expected: u64,
+    },
+    /// The change would leave the store without an active token holding `*`, after which
+    /// only direct store access could manage tokens. Refused unless made through
+    /// [`TokenManager::allowing_no_admin`](crate::TokenManager::allowing_no_admin).
+    #[error("token `{0}` is the last active `*` token")]
+    LastAdmin(TokenId),
     /// The operation is not allowed in the token's current state (e.g. enabling a revoked token).
     #[error("token `{id}` is {status}: {reason}")]
     InvalidState {
@@ -167,7 +202,8 @@ pub enum Error {
         /// What was refused.
         reason: &'static str,
     },
-    /// The acting token tried to grant scopes or projects it does not hold itself.
+    /// The acting token tried to grant what it does not hold itself: scopes, projects,
+    /// another owner, a longer lifetime.
     #[error("escalation refused: {0}")]
     Escalation(AccessError),
     /// The acting token lacks the scope for this operation.

@@ -120,10 +120,10 @@ impl std::str::FromStr for ExpiryPreset {
         DateTime::parse_from_rfc3339(s)
             .map(|t| ExpiryPreset::At(t.with_timezone(&Utc)))
             .map_err(|_| {
-                Error::InvalidExpiry(format!(
-                    "`{}`: expected 7d, 30d, 60d, 90d, <N>d, <N>h, never, or an RFC 3339 instant",
-                    s.chars().take(64).collect::<String>()
-                ))
+                // The input is not echoed: a pasted token or secret must not reach a log.
+                Error::InvalidExpiry(
+                    "expected 7d, 30d, 60d, 90d, <N>d, <N>h, never, or an RFC 3339 instant".into(),
+                )
             })
     }
 }
@@ -204,9 +204,17 @@ impl ExpiryPolicy {
         self.max_lifetime
     }
 
-    /// Checks an expiry requested at `now`: it must lie in the future, be present if required,
-    /// and be within the cap.
-    pub fn check(&self, now: DateTime<Utc>, expiry: &Expiry) -> Result<(), Error> {
+    /// Checks an expiry requested at `now` for a secret issued at `issued_at` (`now` for a
+    /// new or rotated token, [`TokenRecord::secret_issued_at`](crate::TokenRecord) for an
+    /// update): it must lie in the future, be present if required, and end within the cap
+    /// counted from `issued_at`, so that updates can never stretch one secret's lifetime
+    /// past the cap without a rotation.
+    pub fn check(
+        &self,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        expiry: &Expiry,
+    ) -> Result<(), Error> {
         match expiry {
             Expiry::Never if self.require_expiry => Err(Error::Policy(
                 "an expiry is required; `never` is not allowed".into(),
@@ -216,8 +224,8 @@ impl ExpiryPolicy {
                 Err(Error::InvalidExpiry("expiry must be in the future".into()))
             }
             Expiry::At(at) => match self.max_lifetime {
-                Some(max) if *at - now > max => Err(Error::Policy(format!(
-                    "lifetime exceeds the maximum of {} days",
+                Some(max) if *at - issued_at > max => Err(Error::Policy(format!(
+                    "lifetime exceeds the maximum of {} days from issue or the last rotation",
                     max.num_days()
                 ))),
                 _ => Ok(()),
@@ -295,20 +303,41 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_do_not_echo_the_input() {
+        let pasted = "kg_abcdefgh_SECRETSECRETSECRETSECRET";
+        let e = pasted.parse::<ExpiryPreset>().unwrap_err().to_string();
+        assert!(!e.contains("SECRET") && !e.contains("abcdefgh"), "{e}");
+        assert!(e.contains("expected 7d"), "{e}");
+    }
+
+    #[test]
     fn policy() {
         let now = Utc::now();
         let p = ExpiryPolicy::unrestricted().max_lifetime(Duration::days(365));
-        assert!(p.check(now, &Expiry::Never).is_err());
-        assert!(p.check(now, &Expiry::At(now + Duration::days(365))).is_ok());
+        assert!(p.check(now, now, &Expiry::Never).is_err());
         assert!(
-            p.check(now, &Expiry::At(now + Duration::days(366)))
+            p.check(now, now, &Expiry::At(now + Duration::days(365)))
+                .is_ok()
+        );
+        assert!(
+            p.check(now, now, &Expiry::At(now + Duration::days(366)))
                 .is_err()
         );
-        assert!(p.check(now, &Expiry::At(now)).is_err());
+        assert!(p.check(now, now, &Expiry::At(now)).is_err());
         assert!(
             ExpiryPolicy::unrestricted()
-                .check(now, &Expiry::Never)
+                .check(now, now, &Expiry::Never)
                 .is_ok()
+        );
+        // The cap counts from the secret's issue, not from the check.
+        let issued = now - Duration::days(300);
+        assert!(
+            p.check(issued, now, &Expiry::At(now + Duration::days(65)))
+                .is_ok()
+        );
+        assert!(
+            p.check(issued, now, &Expiry::At(now + Duration::days(66)))
+                .is_err()
         );
     }
 }

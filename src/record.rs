@@ -116,63 +116,166 @@ pub struct TokenRecord {
     pub version: u64,
 }
 
-/// Limits on the free-form text fields.
-pub mod limits {
-    /// Longest `name`, in bytes.
-    pub const NAME_MAX: usize = 128;
-    /// Longest `description`, in bytes.
-    pub const DESCRIPTION_MAX: usize = 1024;
-    /// Longest `owner` or `created_by`, in bytes.
-    pub const PRINCIPAL_MAX: usize = 128;
-    /// Most metadata entries.
-    pub const METADATA_ENTRIES_MAX: usize = 32;
+/// Size limits on what a token may hold and what one call may touch, enforced by the
+/// [`TokenManager`](crate::TokenManager) for every store and every front end. Set them with
+/// [`TokenManagerBuilder::limits`](crate::manager::TokenManagerBuilder::limits).
+///
+/// A request over a limit fails with [`Error::TooLarge`](crate::Error::TooLarge), naming
+/// the limit, and changes nothing. Token ids are at most 64 characters by their format.
+///
+/// ```
+/// use keygate::record::Limits;
+/// let limits = Limits::default().scopes(16).projects(32);
+/// assert_eq!(limits.max_scopes(), 16);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    scopes: usize,
+    projects: usize,
+    name: usize,
+    description: usize,
+    principal: usize,
+    metadata_entries: usize,
+    metadata_key: usize,
+    metadata_value: usize,
+    bulk_ids: usize,
+    request_body: usize,
+}
+
+impl Default for Limits {
+    /// 64 scopes, 256 projects, names of 128 bytes, descriptions of 1024, owners of 128,
+    /// 32 metadata entries (keys of 64 bytes, values of 1024), 1000 tokens per bulk call,
+    /// request bodies of 64 KiB.
+    fn default() -> Self {
+        Limits {
+            scopes: 64,
+            projects: 256,
+            name: 128,
+            description: 1024,
+            principal: 128,
+            metadata_entries: 32,
+            metadata_key: 64,
+            metadata_value: 1024,
+            bulk_ids: 1000,
+            request_body: 64 * 1024,
+        }
+    }
+}
+
+macro_rules! limit_accessors {
+    ($( $(#[$m:meta])* $field:ident, $getter:ident; )*) => {
+        impl Limits {
+            $(
+                $(#[$m])*
+                pub fn $field(mut self, max: usize) -> Self {
+                    self.$field = max;
+                    self
+                }
+
+                $(#[$m])*
+                pub fn $getter(&self) -> usize {
+                    self.$field
+                }
+            )*
+
+            /// Every limit must be at least 1.
+            pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+                if [$(self.$field),*].contains(&0) {
+                    return Err(crate::Error::InvalidConfig("every limit must be at least 1"));
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+limit_accessors! {
+    /// Most scopes per token.
+    scopes, max_scopes;
+    /// Most projects per token.
+    projects, max_projects;
+    /// Longest name, in bytes.
+    name, max_name_bytes;
+    /// Longest description, in bytes.
+    description, max_description_bytes;
+    /// Longest owner or creator, in bytes.
+    principal, max_principal_bytes;
+    /// Most metadata entries per token.
+    metadata_entries, max_metadata_entries;
     /// Longest metadata key, in bytes.
-    pub const METADATA_KEY_MAX: usize = 64;
+    metadata_key, max_metadata_key_bytes;
     /// Longest metadata value, in bytes.
-    pub const METADATA_VALUE_MAX: usize = 1024;
+    metadata_value, max_metadata_value_bytes;
+    /// Most tokens one bulk action (or one revocation with children) may change.
+    bulk_ids, max_bulk_ids;
+    /// Largest request body the admin API reads, in bytes.
+    request_body, max_request_body_bytes;
 }
 
-pub(crate) fn check_text(
-    field: &'static str,
-    value: &str,
-    max: usize,
-    required: bool,
-) -> Result<(), crate::Error> {
-    if required && value.trim().is_empty() {
-        return Err(crate::Error::InvalidField {
-            field,
-            reason: "must not be empty",
-        });
+impl Limits {
+    pub(crate) fn check_text(
+        field: &'static str,
+        value: &str,
+        max: usize,
+        required: bool,
+    ) -> Result<(), crate::Error> {
+        if required && value.trim().is_empty() {
+            return Err(crate::Error::InvalidField {
+                field,
+                reason: "must not be empty",
+            });
+        }
+        if value.len() > max {
+            return Err(crate::Error::TooLarge {
+                field,
+                max,
+                unit: "bytes",
+            });
+        }
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(crate::Error::InvalidField {
+                field,
+                reason: "must not contain control characters",
+            });
+        }
+        Ok(())
     }
-    if value.len() > max {
-        return Err(crate::Error::InvalidField {
-            field,
-            reason: "too long",
-        });
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(crate::Error::InvalidField {
-            field,
-            reason: "must not contain control characters",
-        });
-    }
-    Ok(())
-}
 
-pub(crate) fn check_metadata(md: &BTreeMap<String, String>) -> Result<(), crate::Error> {
-    use limits::*;
-    if md.len() > METADATA_ENTRIES_MAX {
-        return Err(crate::Error::InvalidField {
-            field: "metadata",
-            reason: "at most 32 entries",
-        });
+    pub(crate) fn check_count(
+        field: &'static str,
+        n: usize,
+        max: usize,
+    ) -> Result<(), crate::Error> {
+        if n > max {
+            return Err(crate::Error::TooLarge {
+                field,
+                max,
+                unit: "entries",
+            });
+        }
+        Ok(())
     }
-    for (k, v) in md {
-        check_text("metadata key", k, METADATA_KEY_MAX, true)?;
-        check_text("metadata value", v, METADATA_VALUE_MAX, false)?;
+
+    pub(crate) fn check_metadata(&self, md: &BTreeMap<String, String>) -> Result<(), crate::Error> {
+        Self::check_count("metadata", md.len(), self.metadata_entries)?;
+        for (k, v) in md {
+            Self::check_text("metadata key", k, self.metadata_key, true)?;
+            Self::check_text("metadata value", v, self.metadata_value, false)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    pub(crate) fn check_scopes(&self, scopes: &ScopeSet) -> Result<(), crate::Error> {
+        Self::check_count("scopes", scopes.len(), self.scopes)
+    }
+
+    pub(crate) fn check_projects(&self, projects: &Projects) -> Result<(), crate::Error> {
+        match projects {
+            Projects::All => Ok(()),
+            Projects::Only(set) => Self::check_count("projects", set.len(), self.projects),
+        }
+    }
 }

@@ -14,6 +14,12 @@ use crate::error::{AccessError, Error};
 /// Longest scope string.
 pub const MAX_SCOPE_LEN: usize = 128;
 
+/// The scope that lets a token acting on tokens reach every owner's tokens (see
+/// [`TokenManager::acting_as`](crate::TokenManager::acting_as)): without it, a token creates,
+/// sees and manages only tokens of its own owner. It widens the owner axis only and grants
+/// no operation by itself; `tokens:*` and `*` include it.
+pub const ANY_OWNER: &str = "tokens:any-owner";
+
 /// A validated scope string, e.g. `projects:read`, `projects:*` or `*`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope(Arc<str>);
@@ -22,6 +28,11 @@ impl Scope {
     /// The super-admin scope `*`.
     pub fn admin() -> Self {
         Scope("*".into())
+    }
+
+    /// The cross-owner grant [`ANY_OWNER`] (`tokens:any-owner`).
+    pub fn any_owner() -> Self {
+        Scope(ANY_OWNER.into())
     }
 
     /// Validates a scope string.

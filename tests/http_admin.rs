@@ -57,7 +57,11 @@ impl Api {
             .issue(
                 IssueRequest::new("root", "root")
                     .scopes(ScopeSet::parse(["*"]).unwrap())
-                    .expiry(keygate::ExpiryPreset::Days30),
+                    .expiry(match policy.lifetime_cap() {
+                        // The longest the policy allows: what the root may hand on.
+                        Some(cap) => keygate::ExpiryPreset::In(cap),
+                        None => keygate::ExpiryPreset::Never,
+                    }),
             )
             .await
             .unwrap()
@@ -343,13 +347,28 @@ async fn get_update_rotate_status_and_delete() {
     let m = api.keygate.manager();
     assert!(m.verify(&first).await.unwrap().used_previous_secret());
     assert!(m.verify(&second).await.is_ok());
-    // Without grace the old secret stops at once; an empty body is allowed.
+    // While that grace runs, another rotation must say it ends it; an empty body is
+    // refused and changes nothing.
     let r = api
         .call(Method::POST, &format!("/{id}/rotate"), &api.root, None)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(m.verify(&first).await.unwrap().used_previous_secret());
+    // Ending it, without grace: both older secrets stop at once.
+    let r = api
+        .post(
+            &format!("/{id}/rotate"),
+            &api.root,
+            json!({"end_grace": true}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let third = r.body["token"].as_str().unwrap().to_owned();
     assert!(m.verify(&second).await.is_err());
+    assert!(matches!(
+        m.verify(&first).await,
+        Err(keygate::VerifyError::RotatedOut)
+    ));
     assert!(m.verify(&third).await.is_ok());
 
     for (action, status) in [
@@ -610,12 +629,9 @@ async fn every_escalation_attempt_is_refused() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    // Only what the writer could have created (itself included); not root, not the reader
-    // (all projects).
-    assert_eq!(
-        disabled,
-        BTreeSet::from([peer_id.as_str(), ok_id.as_str(), writer_id.as_str()])
-    );
+    // Only what the writer could have created; not root, not the reader (all projects),
+    // and not the writer itself: a filter never selects the acting token.
+    assert_eq!(disabled, BTreeSet::from([peer_id.as_str(), ok_id.as_str()]));
     let root = api
         .keygate
         .manager()

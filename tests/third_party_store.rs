@@ -45,8 +45,7 @@ impl TokenStore for VecStore {
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let m = self.records.lock().await;
         let hit = m.values().find(|r| {
-            r.digest.digest == *digest
-                || r.retired.iter().any(|p| p.digest.digest == *digest)
+            r.digest.digest == *digest || r.retired.iter().any(|p| p.digest.digest == *digest)
         });
         Ok(hit.cloned().map(Arc::new))
     }

@@ -51,8 +51,6 @@ use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::store::{Cursor, PageRequest, TokenFilter};
 use crate::token::TokenId;
 
-const MAX_BULK_IDS: usize = 1000;
-
 /// The HTTP methods the admin router uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
@@ -129,8 +127,10 @@ pub(super) fn router<S>(keygate: Keygate) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let body_limit = keygate.manager().limits().max_request_body_bytes();
     routes()
         .router
+        .layer(::axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(::axum::middleware::map_response(no_store))
         .with_state(keygate)
 }
@@ -186,6 +186,9 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
         | Error::InvalidField { .. }
         | Error::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
         Error::Policy(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_violation"),
+        Error::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded"),
+        Error::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+        Error::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         Error::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -267,9 +270,17 @@ where
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    e.status(),
+                    "payload_too_large",
+                    "the request body is over the limit (Limits::max_request_body_bytes)",
+                )
+            } else {
+                ApiError::new(e.status(), "invalid_body", e.body_text())
+            }
+        })?;
         let input: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -296,6 +307,38 @@ impl<S: Send + Sync> FromRequestParts<S> for IdParam {
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.body_text()))?;
         TokenId::new(&raw).map(IdParam).map_err(ApiError::from)
+    }
+}
+
+/// The version named by `If-Match` (an ETag of a previous response), if any. `*` or no
+/// header: any version. Anything else is a 400.
+struct IfMatch(Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Ok(IfMatch(None));
+        };
+        let bad = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "If-Match: expected one ETag of this token (e.g. \"3\") or *",
+            )
+        };
+        let value = value.to_str().map_err(|_| bad())?.trim();
+        if value == "*" {
+            return Ok(IfMatch(None));
+        }
+        let version = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(bad)?;
+        Ok(IfMatch(Some(version)))
     }
 }
 
@@ -362,13 +405,19 @@ struct IssuedView<'a> {
     record: TokenView<'a>,
 }
 
+/// The entity tag of a record: its version, as a strong tag (`"3"`).
+fn etag(r: &TokenRecord) -> [(header::HeaderName, String); 1] {
+    [(header::ETAG, format!("\"{}\"", r.version))]
+}
+
 fn token_json(status: StatusCode, r: &TokenRecord) -> Response {
-    (status, ::axum::Json(TokenView::from(r))).into_response()
+    (status, etag(r), ::axum::Json(TokenView::from(r))).into_response()
 }
 
 fn issued_json(status: StatusCode, issued: &IssuedToken) -> Response {
     (
         status,
+        etag(issued.record()),
         ::axum::Json(IssuedView {
             token: issued.expose_secret(),
             record: TokenView::from(issued.record()),
@@ -501,6 +550,17 @@ struct UpdateBody {
 struct RotateBody {
     grace: Option<String>,
     expires: Option<String>,
+    /// End a running grace period of the previous secret.
+    #[serde(default)]
+    end_grace: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// Also revoke every token this one created, and theirs in turn.
+    #[serde(default)]
+    children: bool,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -700,9 +760,13 @@ async fn update(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
+    IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult {
     let mut change = TokenUpdate::new();
+    if let Some(v) = expected {
+        change = change.expected_version(v);
+    }
     if let Some(v) = body.name {
         change = change.name(v);
     }
@@ -734,8 +798,14 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn rotate_request(body: RotateBody) -> ApiResult<RotateRequest> {
+fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRequest> {
     let mut req = RotateRequest::new();
+    if let Some(v) = expected {
+        req = req.expected_version(v);
+    }
+    if body.end_grace {
+        req = req.end_grace();
+    }
     if let Some(g) = body.grace {
         req = req.grace(parse_grace(&g)?);
     }
@@ -749,9 +819,10 @@ async fn rotate(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
+    IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    let req = rotate_request(body)?;
+    let req = rotate_request(body, expected)?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
     Ok(issued_json(StatusCode::OK, &issued))
 }
@@ -760,9 +831,10 @@ async fn self_rotate(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<SelfWrite>,
     IdParam(id): IdParam,
+    IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    let req = rotate_request(body)?;
+    let req = rotate_request(body, expected)?;
     own_token(&kg, &caller, &id).await?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
     Ok(issued_json(StatusCode::OK, &issued))
@@ -802,8 +874,17 @@ async fn revoke(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
     IdParam(id): IdParam,
+    JsonBody(body): JsonBody<RevokeBody>,
 ) -> ApiResult {
-    set_status(kg, caller, id, TokenStatus::Revoked).await
+    if !body.children {
+        return set_status(kg, caller, id, TokenStatus::Revoked).await;
+    }
+    let report = kg
+        .manager()
+        .acting_as(&caller)
+        .revoke_with_children(&id)
+        .await?;
+    Ok(bulk_json(&report))
 }
 
 async fn self_revoke(
@@ -826,10 +907,7 @@ async fn bulk(
     JsonBody(body): JsonBody<BulkBody>,
 ) -> ApiResult {
     let selection = match (body.ids, body.filter) {
-        (Some(ids), None) if ids.len() <= MAX_BULK_IDS => Selection::Ids(ids),
-        (Some(_), None) => {
-            return Err(ApiError::unprocessable("ids: at most 1000 per request"));
-        }
+        (Some(ids), None) => Selection::Ids(ids),
         (None, Some(filter)) => Selection::Filter(filter.into_filter()),
         _ => {
             return Err(ApiError::unprocessable(
@@ -842,11 +920,15 @@ async fn bulk(
         BulkActionParam::Disable => BulkAction::Disable,
         BulkActionParam::Revoke => BulkAction::Revoke,
     };
-    let report: BulkReport = kg
+    let report = kg
         .manager()
         .acting_as(&caller)
         .bulk(action, selection)
         .await?;
+    Ok(bulk_json(&report))
+}
+
+fn bulk_json(report: &BulkReport) -> Response {
     let view = BulkView {
         changed: &report.changed,
         unchanged: &report.unchanged,
@@ -860,7 +942,7 @@ async fn bulk(
             })
             .collect(),
     };
-    Ok(::axum::Json(view).into_response())
+    ::axum::Json(view).into_response()
 }
 
 #[cfg(test)]

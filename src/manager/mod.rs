@@ -1,6 +1,10 @@
 //! [`TokenManager`]: issue, verify, rotate, enable, disable, revoke, delete, update, list.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod delegation;
+
+use delegation::Grant;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -12,13 +16,15 @@ use crate::cache::{CacheConfig, VerifyCache};
 use crate::digest::{Digest, Keyring, ServerKey, StoredDigest};
 use crate::error::{AccessError, Error, StoreError, VerifyError};
 use crate::expiry::{Clock, Expiry, ExpiryPolicy, ExpiryPreset, SystemClock};
-use crate::record::{MAX_RETIRED_SECRETS, RetiredSecret, TokenRecord, TokenStatus, check_metadata, check_text, limits};
+use crate::record::{Limits, MAX_RETIRED_SECRETS, RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
-use crate::store::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
+use crate::store::{Page, PageRequest, TokenFilter, TokenStore};
 use crate::token::{TokenFormat, TokenId, TokenSecret};
 
 /// Default interval between two `last_used_at` writes for one token.
 pub const DEFAULT_TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// The expiry of a token issued without one.
+pub const DEFAULT_EXPIRY: ExpiryPreset = ExpiryPreset::Days30;
 /// Longest rotation grace period accepted.
 pub const MAX_ROTATION_GRACE: Duration = Duration::days(30);
 /// Retries of an idempotent change (enable, disable, revoke, update) after a version conflict.
@@ -30,6 +36,9 @@ const CONFLICT_RETRIES: usize = 8;
 #[derive(Clone)]
 pub struct TokenManager {
     inner: Arc<Inner>,
+    /// Refuse changes that would leave no active `*` token (off only through
+    /// [`TokenManager::allowing_no_admin`]).
+    guard_admin: bool,
 }
 
 struct Inner {
@@ -41,6 +50,7 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     touch: Toucher,
     cache: Option<VerifyCache>,
+    limits: Limits,
 }
 
 impl fmt::Debug for TokenManager {
@@ -63,6 +73,7 @@ pub struct TokenManagerBuilder {
     audit: Arc<dyn AuditSink>,
     touch_interval: std::time::Duration,
     cache: Option<CacheConfig>,
+    limits: Limits,
     error: Option<Error>,
 }
 
@@ -136,11 +147,18 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Sets the size limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Builds the manager. Fails if no server key was given or a setting was invalid.
     pub fn build(self) -> Result<TokenManager, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.limits.validate()?;
         let keyring = self.keyring.ok_or(Error::InvalidServerKey(
             "a server key is required (TokenManagerBuilder::server_key)",
         ))?;
@@ -156,7 +174,9 @@ impl TokenManagerBuilder {
                 audit: self.audit,
                 touch: Toucher::new(interval),
                 cache: self.cache.map(VerifyCache::new),
+                limits: self.limits,
             }),
+            guard_admin: true,
         })
     }
 }
@@ -167,27 +187,31 @@ impl TokenManagerBuilder {
 pub struct IssueRequest {
     /// A caller-chosen id; generated when `None`.
     pub id: Option<TokenId>,
-    /// Human-readable name (required, at most 128 bytes).
+    /// Human-readable name (required; at most 128 bytes by default [`Limits`]).
     pub name: String,
-    /// Description (at most 1024 bytes).
+    /// Description (at most 1024 bytes by default).
     pub description: String,
-    /// The user or service the token acts for (required, at most 128 bytes).
+    /// The user or service the token acts for (required, at most 128 bytes by default).
+    /// Acting as a token, only that token's owner unless it holds
+    /// [`tokens:any-owner`](crate::scope::ANY_OWNER).
     pub owner: String,
-    /// Who creates it; defaults to `system`, or `token:<id>` when acting on behalf of a token.
+    /// Who creates it; defaults to `system`. Acting as a token it is always `token:<id>`,
+    /// set by keygate: a request that names a creator is refused.
     pub created_by: Option<String>,
     /// Scopes (default: none).
     pub scopes: ScopeSet,
     /// Projects (default: all).
     pub projects: Projects,
-    /// Metadata (at most 32 entries).
+    /// Metadata (at most 32 entries by default).
     pub metadata: BTreeMap<String, String>,
-    /// Expiry (default: 30 days).
-    pub expiry: ExpiryPreset,
+    /// Expiry. `None` (the default): 30 days, or, acting as a token that expires sooner,
+    /// that token's own expiry.
+    pub expiry: Option<ExpiryPreset>,
 }
 
 impl IssueRequest {
     /// A request for a token named `name` acting for `owner`, with no scopes, all projects,
-    /// and a 30-day expiry.
+    /// and the default expiry ([`DEFAULT_EXPIRY`], 30 days).
     pub fn new(name: impl Into<String>, owner: impl Into<String>) -> Self {
         IssueRequest {
             id: None,
@@ -198,7 +222,7 @@ impl IssueRequest {
             scopes: ScopeSet::new(),
             projects: Projects::All,
             metadata: BTreeMap::new(),
-            expiry: ExpiryPreset::Days30,
+            expiry: None,
         }
     }
 
@@ -214,7 +238,7 @@ impl IssueRequest {
         self
     }
 
-    /// Sets the creator.
+    /// Sets the creator (not accepted when acting as a token).
     pub fn created_by(mut self, who: impl Into<String>) -> Self {
         self.created_by = Some(who.into());
         self
@@ -240,7 +264,7 @@ impl IssueRequest {
 
     /// Sets the expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
-        self.expiry = expiry;
+        self.expiry = Some(expiry);
         self
     }
 }
@@ -253,6 +277,12 @@ pub struct RotateRequest {
     pub grace: Duration,
     /// A new expiry; `None` keeps the current one.
     pub expiry: Option<ExpiryPreset>,
+    /// End the grace period of the last rotation's secret now, if it still runs (without
+    /// this, such a rotation is refused).
+    pub end_grace: bool,
+    /// The record version the caller read; another stored version refuses the rotation
+    /// with [`Error::VersionMismatch`]. `None`: rotate whatever version is stored.
+    pub expected_version: Option<u64>,
 }
 
 impl RotateRequest {
@@ -270,6 +300,18 @@ impl RotateRequest {
     /// Sets a new expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+
+    /// Ends a running grace period of the previous secret (see [`TokenManager::rotate`]).
+    pub fn end_grace(mut self) -> Self {
+        self.end_grace = true;
+        self
+    }
+
+    /// Rotates only if the stored record is at `version`.
+    pub fn expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
         self
     }
 }
@@ -290,6 +332,9 @@ pub struct TokenUpdate {
     pub metadata: Option<BTreeMap<String, String>>,
     /// New expiry.
     pub expiry: Option<ExpiryPreset>,
+    /// The record version the caller read; another stored version refuses the change with
+    /// [`Error::VersionMismatch`]. `None`: change whatever version is stored.
+    pub expected_version: Option<u64>,
 }
 
 impl TokenUpdate {
@@ -325,6 +370,11 @@ impl TokenUpdate {
     /// Sets the expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+    /// Applies the change only if the stored record is at `version`.
+    pub fn expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
         self
     }
 }
@@ -494,7 +544,7 @@ impl ActingAs<'_> {
     }
 
     delegate! {
-        /// Like [`TokenManager::issue`], refusing scopes or projects beyond the actor's.
+        /// Like [`TokenManager::issue`], refusing what the actor may not grant.
         fn issue => issue_as(&self, req: IssueRequest) -> Result<IssuedToken, Error>;
         /// Like [`TokenManager::get`], for tokens visible to the actor.
         fn get => get_as(&self, id: &TokenId) -> Result<TokenRecord, Error>;
@@ -502,14 +552,18 @@ impl ActingAs<'_> {
         fn list => list_as(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, Error>;
         /// Like [`TokenManager::rotate`], for tokens visible to the actor.
         fn rotate => rotate_as(&self, id: &TokenId, req: RotateRequest) -> Result<IssuedToken, Error>;
-        /// Like [`TokenManager::update`], refusing scopes or projects beyond the actor's.
+        /// Like [`TokenManager::update`], refusing what the actor may not grant.
         fn update => update_as(&self, id: &TokenId, change: TokenUpdate) -> Result<TokenRecord, Error>;
         /// Like [`TokenManager::set_status`], for tokens visible to the actor.
         fn set_status => set_status_as(&self, id: &TokenId, status: TokenStatus) -> Result<TokenRecord, Error>;
         /// Like [`TokenManager::delete`], for tokens visible to the actor.
         fn delete => delete_as(&self, id: &TokenId) -> Result<(), Error>;
-        /// Like [`TokenManager::bulk`], skipping (as not found) tokens not visible to the actor.
+        /// Like [`TokenManager::bulk`]: tokens not visible to the actor fail as not found,
+        /// and a filter never selects the actor itself.
         fn bulk => bulk_as(&self, action: BulkAction, selection: Selection) -> Result<BulkReport, Error>;
+        /// Like [`TokenManager::revoke_with_children`], within the actor's reach, never
+        /// taking in the actor unless it is the token named.
+        fn revoke_with_children => revoke_with_children_as(&self, id: &TokenId) -> Result<BulkReport, Error>;
     }
 }
 
@@ -527,6 +581,7 @@ impl TokenManager {
             audit: Arc::new(TracingSink),
             touch_interval: DEFAULT_TOUCH_INTERVAL,
             cache: None,
+            limits: Limits::default(),
             error: None,
         }
     }
@@ -546,14 +601,20 @@ impl TokenManager {
         &self.inner.policy
     }
 
+    /// The size limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
     /// The current time by the manager's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }
 
-    /// Management on behalf of `actor`: every change is refused if it would give a token
-    /// scopes or projects the actor does not hold (no escalation), and tokens whose scopes or
-    /// projects exceed the actor's are invisible to it (reported as not found).
+    /// Management on behalf of `actor`, bounded on every axis of a token (no escalation):
+    /// scopes, projects, owner, lifetime, attribution, visibility and size, as the
+    /// [`delegation`] module states. A change beyond the actor's bounds is refused with
+    /// [`Error::Escalation`]; tokens outside its reach are reported as not found.
     ///
     /// Which operations an actor may perform at all (e.g. requiring `tokens:write`) is the
     /// caller's policy; the admin router of feature `axum` enforces one.
@@ -792,8 +853,8 @@ impl TokenManager {
 
     /// Issues a token. The plaintext is in the returned value only.
     ///
-    /// Fails with a clear [`Error`] for invalid fields, an expiry outside the policy, or an
-    /// id that exists; nothing is stored then.
+    /// Fails with a clear [`Error`] for invalid fields, sizes over the [`Limits`], an expiry
+    /// outside the policy, or an id that exists; nothing is stored then.
     pub async fn issue(&self, req: IssueRequest) -> Result<IssuedToken, Error> {
         self.issue_as(None, req).await
     }
@@ -803,22 +864,48 @@ impl TokenManager {
         actor: Option<&VerifiedToken>,
         req: IssueRequest,
     ) -> Result<IssuedToken, Error> {
-        check_text("name", &req.name, limits::NAME_MAX, true)?;
-        check_text(
+        let limits = &self.inner.limits;
+        Limits::check_text("name", &req.name, limits.max_name_bytes(), true)?;
+        Limits::check_text(
             "description",
             &req.description,
-            limits::DESCRIPTION_MAX,
+            limits.max_description_bytes(),
             false,
         )?;
-        check_text("owner", &req.owner, limits::PRINCIPAL_MAX, true)?;
+        Limits::check_text("owner", &req.owner, limits.max_principal_bytes(), true)?;
         if let Some(c) = &req.created_by {
-            check_text("created_by", c, limits::PRINCIPAL_MAX, true)?;
+            Limits::check_text("created_by", c, limits.max_principal_bytes(), true)?;
+            if actor.is_some() {
+                return Err(Error::InvalidField {
+                    field: "created_by",
+                    reason: "is set by keygate when acting as a token",
+                });
+            }
         }
-        check_metadata(&req.metadata)?;
-        self.check_no_escalation(actor, Some(&req.scopes), Some(&req.projects))?;
+        limits.check_metadata(&req.metadata)?;
+        limits.check_scopes(&req.scopes)?;
+        limits.check_projects(&req.projects)?;
         let now = self.micros_now();
-        let expiry = req.expiry.resolve(now)?;
-        self.inner.policy.check(now, &expiry)?;
+        let expiry = match req.expiry {
+            Some(preset) => preset.resolve(now)?,
+            None => {
+                let default = DEFAULT_EXPIRY.resolve(now)?;
+                match actor.map(VerifiedToken::expiry) {
+                    Some(own) if !own.covers(&default) => own,
+                    _ => default,
+                }
+            }
+        };
+        self.inner.policy.check(now, now, &expiry)?;
+        if let Some(actor) = actor {
+            let grant = Grant {
+                owner: Some(&req.owner),
+                scopes: Some(&req.scopes),
+                projects: Some(&req.projects),
+                expiry: Some(&expiry),
+            };
+            self.check_grant(actor, &grant)?;
+        }
 
         let id = req.id.unwrap_or_else(TokenId::generate);
         let (secret, digest) = self.new_secret(&id)?;
@@ -871,21 +958,9 @@ impl TokenManager {
         self.inner.clock.now().trunc_subsecs(6)
     }
 
-    fn check_no_escalation(
-        &self,
-        actor: Option<&VerifiedToken>,
-        scopes: Option<&ScopeSet>,
-        projects: Option<&Projects>,
-    ) -> Result<(), Error> {
-        let Some(actor) = actor else { return Ok(()) };
-        let result = if let Some(missing) = scopes.and_then(|s| actor.scopes().first_missing(s)) {
-            Err(AccessError::MissingScope(missing.clone()))
-        } else if projects.is_some_and(|p| !actor.projects().covers(p)) {
-            Err(AccessError::ProjectsNotCovered)
-        } else {
-            Ok(())
-        };
-        result.map_err(|e| {
+    /// Refuses what `actor` may not grant (see [`delegation`]), reporting `authz_fail`.
+    fn check_grant(&self, actor: &VerifiedToken, grant: &Grant<'_>) -> Result<(), Error> {
+        delegation::check(actor, grant).map_err(|e| {
             self.deny(actor, &e);
             Error::Escalation(e)
         })
@@ -905,13 +980,14 @@ impl TokenManager {
         Ok(TokenRecord::clone(&record))
     }
 
+    /// The record, if it exists and is within the actor's reach; otherwise not found.
     async fn load(
         &self,
         actor: Option<&VerifiedToken>,
         id: &TokenId,
     ) -> Result<Arc<TokenRecord>, Error> {
         match self.inner.store.get(id).await? {
-            Some(r) if visible(actor, &r) => Ok(r),
+            Some(r) if actor.is_none_or(|a| delegation::reach(a).contains(&r)) => Ok(r),
             _ => Err(Error::NotFound(id.clone())),
         }
     }
@@ -927,71 +1003,36 @@ impl TokenManager {
         filter: &TokenFilter,
         page: &PageRequest,
     ) -> Result<Page, Error> {
-        if actor.is_none() {
+        let Some(actor) = actor else {
             return Ok(self.inner.store.list(filter, page).await?);
-        }
-        // Keep fetching until the page is full of visible records or the listing ends.
-        let limit = page.effective_limit();
-        let mut items = Vec::new();
-        let mut req = page.clone();
-        loop {
-            let got = self.inner.store.list(filter, &req).await?;
-            for r in got.items {
-                if visible(actor, &r) {
-                    items.push(r);
-                    if items.len() == limit {
-                        break;
-                    }
-                }
-            }
-            if items.len() == limit {
-                // More may follow: a further page answers that (possibly empty).
-                let next = items.last().map(Cursor::after);
-                let more = match &next {
-                    Some(c) => self.has_visible_after(actor, filter, c).await?,
-                    None => false,
-                };
-                return Ok(Page {
-                    items,
-                    next: if more { next } else { None },
-                });
-            }
-            match got.next {
-                Some(next) => req = req.next(next),
-                None => return Ok(Page { items, next: None }),
-            }
-        }
-    }
-
-    async fn has_visible_after(
-        &self,
-        actor: Option<&VerifiedToken>,
-        filter: &TokenFilter,
-        cursor: &Cursor,
-    ) -> Result<bool, Error> {
-        let mut req = PageRequest {
-            limit: 100,
-            after: Some(cursor.clone()),
         };
-        loop {
-            let got = self.inner.store.list(filter, &req).await?;
-            if got.items.iter().any(|r| visible(actor, r)) {
-                return Ok(true);
-            }
-            match got.next {
-                Some(next) => req = req.next(next),
-                None => return Ok(false),
-            }
+        // The actor's reach goes into the store's query, so a page costs O(page) however
+        // many tokens lie outside it.
+        if filter.within.is_some() {
+            return Err(Error::InvalidField {
+                field: "within",
+                reason: "is set by keygate when acting as a token",
+            });
         }
+        let mut filter = filter.clone();
+        filter.within = Some(delegation::reach(actor));
+        Ok(self.inner.store.list(&filter, page).await?)
     }
 
     /// Rotates ("regenerates") a token: a new secret for the same id and settings, optionally
     /// a new expiry. The old secret stays valid for `req.grace` (default zero); presenting it
     /// afterwards fails with [`VerifyError::RotatedOut`] and is audited as
-    /// `authn_token_reuse`.
+    /// `authn_token_reuse`, and so does every earlier retired secret (the record keeps the
+    /// last [`MAX_RETIRED_SECRETS`]).
+    ///
+    /// Only one secret can be in a grace period: while the last rotation's grace runs, a
+    /// rotation is refused ([`Error::InvalidState`]) unless `req` says
+    /// [`end_grace`](RotateRequest::end_grace), which ends that grace now.
     ///
     /// Rotation is never retried: if the token changed concurrently (another rotation won)
-    /// this returns [`Error::Conflict`] and nothing is changed. Revoked tokens cannot be
+    /// this returns [`Error::Conflict`] and nothing is changed. With
+    /// [`RotateRequest::expected_version`], a record at another version is refused with
+    /// [`Error::VersionMismatch`] before anything is written. Revoked tokens cannot be
     /// rotated.
     pub async fn rotate(&self, id: &TokenId, req: RotateRequest) -> Result<IssuedToken, Error> {
         self.rotate_as(None, id, req).await
@@ -1009,6 +1050,7 @@ impl TokenManager {
             ));
         }
         let current = self.load(actor, id).await?;
+        check_version(&current, req.expected_version)?;
         if current.status == TokenStatus::Revoked {
             return Err(Error::InvalidState {
                 id: id.clone(),
@@ -1020,8 +1062,23 @@ impl TokenManager {
         let mut r = TokenRecord::clone(&current);
         if let Some(expiry) = req.expiry {
             let expiry = expiry.resolve(now)?;
-            self.inner.policy.check(now, &expiry)?;
+            self.inner.policy.check(now, now, &expiry)?;
             r.expiry = expiry;
+        }
+        if let Some(actor) = actor {
+            // The new secret lives until the (new or kept) expiry: never beyond the actor.
+            self.check_grant(actor, &Grant::expiry(&r.expiry))?;
+        }
+        if let Some(running) = r.retired.first_mut().filter(|p| now < p.valid_until) {
+            if !req.end_grace {
+                return Err(Error::InvalidState {
+                    id: id.clone(),
+                    status: current.status,
+                    reason: "the last rotation's grace period is still running; \
+                             rotate with end_grace to end it now",
+                });
+            }
+            running.valid_until = now;
         }
         let (secret, digest) = self.new_secret(id)?;
         r.retired.insert(
@@ -1035,7 +1092,10 @@ impl TokenManager {
         r.digest = digest;
         r.secret_issued_at = now;
         r.updated_at = now;
-        r.version = self.store_update(&r).await?;
+        r.version = self
+            .store_update(&r)
+            .await
+            .map_err(|e| stale(e, req.expected_version))?;
         self.event(AuditKind::Rotated, &r, actor);
         Ok(IssuedToken { record: r, secret })
     }
@@ -1051,12 +1111,15 @@ impl TokenManager {
         })
     }
 
-    /// Applies `change` to a fresh read of the record, retrying on version conflicts.
-    /// `change` returns `Ok(false)` when there is nothing to write.
+    /// Applies `change` to a fresh read of the record, retrying on version conflicts unless
+    /// the caller named the version it expects. `change` returns `Ok(false)` when there is
+    /// nothing to write. A change that would retire the last active `*` token is refused
+    /// (see [`allowing_no_admin`](Self::allowing_no_admin)).
     async fn modify<F>(
         &self,
         actor: Option<&VerifiedToken>,
         id: &TokenId,
+        expected: Option<u64>,
         mut change: F,
     ) -> Result<(TokenRecord, bool), Error>
     where
@@ -1065,20 +1128,67 @@ impl TokenManager {
         let mut attempts = 0;
         loop {
             let current = self.load(actor, id).await?;
+            check_version(&current, expected)?;
             let now = self.micros_now();
             let mut r = TokenRecord::clone(&current);
             if !change(&mut r, now)? {
                 return Ok((r, false));
             }
+            self.keep_an_admin(&current, Some(&r)).await?;
             r.updated_at = now;
             match self.store_update(&r).await {
                 Ok(version) => {
                     r.version = version;
                     return Ok((r, true));
                 }
-                Err(Error::Conflict(_)) if attempts < CONFLICT_RETRIES => attempts += 1,
-                Err(e) => return Err(e),
+                Err(Error::Conflict(_)) if expected.is_none() && attempts < CONFLICT_RETRIES => {
+                    attempts += 1
+                }
+                Err(e) => return Err(stale(e, expected)),
             }
+        }
+    }
+
+    /// Refuses to turn `before`, an active `*` token, into `after` (`None`: deleted) that is
+    /// not one, when no other active `*` token exists. Checked before the write: two
+    /// concurrent changes of the last two such tokens can both pass.
+    async fn keep_an_admin(
+        &self,
+        before: &TokenRecord,
+        after: Option<&TokenRecord>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let is_admin = |r: &TokenRecord| {
+            r.status == TokenStatus::Active && r.scopes.is_admin() && !r.expiry.is_expired_at(now)
+        };
+        if !self.guard_admin || !is_admin(before) || after.is_some_and(is_admin) {
+            return Ok(());
+        }
+        let filter = TokenFilter::new()
+            .scope(Scope::admin())
+            .status(TokenStatus::Active)
+            .expires_after(now);
+        let mut page = PageRequest::first(2);
+        loop {
+            let got = self.inner.store.list(&filter, &page).await?;
+            if got.items.iter().any(|r| r.id != before.id && is_admin(r)) {
+                return Ok(());
+            }
+            match got.next {
+                Some(c) => page = page.next(c),
+                None => return Err(Error::LastAdmin(before.id.clone())),
+            }
+        }
+    }
+
+    /// A handle to the same manager whose changes may leave the store without an active
+    /// token holding `*` (revoking, disabling, deleting or narrowing the last one), which
+    /// every other handle refuses with [`Error::LastAdmin`]. For deliberate use, such as a
+    /// command line that asked its operator.
+    pub fn allowing_no_admin(&self) -> TokenManager {
+        TokenManager {
+            inner: Arc::clone(&self.inner),
+            guard_admin: false,
         }
     }
 
@@ -1111,7 +1221,7 @@ impl TokenManager {
         status: TokenStatus,
     ) -> Result<(TokenRecord, bool), Error> {
         let (r, changed) = self
-            .modify(actor, id, |r, _| {
+            .modify(actor, id, None, |r, _| {
                 if r.status == status {
                     return Ok(false);
                 }
@@ -1153,6 +1263,68 @@ impl TokenManager {
         self.set_status(id, TokenStatus::Revoked).await
     }
 
+    /// Revokes a token and every token it created, and theirs in turn (by `created_by =
+    /// token:<id>`), so that a leaked token's offspring die with it. Works on a token that
+    /// is revoked already. The report lists the token itself first.
+    ///
+    /// Everything to revoke is collected first: if it is more than
+    /// [`Limits::max_bulk_ids`], nothing is changed ([`Error::TooLarge`]).
+    pub async fn revoke_with_children(&self, id: &TokenId) -> Result<BulkReport, Error> {
+        self.revoke_with_children_as(None, id).await
+    }
+
+    async fn revoke_with_children_as(
+        &self,
+        actor: Option<&VerifiedToken>,
+        id: &TokenId,
+    ) -> Result<BulkReport, Error> {
+        self.load(actor, id).await?;
+        let max = self.inner.limits.max_bulk_ids();
+        let mut tree = vec![id.clone()];
+        let mut seen: HashSet<TokenId> = tree.iter().cloned().collect();
+        let mut next = 0;
+        while next < tree.len() {
+            let filter = TokenFilter::new().created_by(actor_name_of(&tree[next]));
+            next += 1;
+            for child in self.all_ids(actor, &filter, max + 1 - tree.len()).await? {
+                // Like a filter, the tree never takes in the acting token unless it is the
+                // token named.
+                if actor.is_some_and(|a| *a.id() == child) || !seen.insert(child.clone()) {
+                    continue;
+                }
+                tree.push(child);
+                if tree.len() > max {
+                    return Err(Error::TooLarge {
+                        field: "ids",
+                        max,
+                        unit: "tokens",
+                    });
+                }
+            }
+        }
+        self.apply_status(actor, tree, TokenStatus::Revoked).await
+    }
+
+    /// The ids of up to `max` tokens matching `filter` (within the actor's reach); one
+    /// more than `max` if more match.
+    async fn all_ids(
+        &self,
+        actor: Option<&VerifiedToken>,
+        filter: &TokenFilter,
+        max: usize,
+    ) -> Result<Vec<TokenId>, Error> {
+        let mut ids = Vec::new();
+        let mut page = PageRequest::first((max + 1).min(crate::store::MAX_PAGE_LIMIT));
+        loop {
+            let got = self.list_as(actor, filter, &page).await?;
+            ids.extend(got.items.into_iter().map(|r| r.id));
+            match got.next {
+                Some(c) if ids.len() <= max => page = page.next(c),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     /// Deletes a token's record. Its token stops verifying (as unknown).
     pub async fn delete(&self, id: &TokenId) -> Result<(), Error> {
         self.delete_as(None, id).await
@@ -1160,6 +1332,7 @@ impl TokenManager {
 
     async fn delete_as(&self, actor: Option<&VerifiedToken>, id: &TokenId) -> Result<(), Error> {
         let record = self.load(actor, id).await?;
+        self.keep_an_admin(&record, None).await?;
         let deleted = self.inner.store.delete(id).await;
         self.invalidate(id);
         if !deleted? {
@@ -1171,6 +1344,13 @@ impl TokenManager {
 
     /// Changes a token's name, description, scopes, projects, metadata or expiry. Revoked
     /// tokens cannot be changed. Invalid input changes nothing.
+    ///
+    /// A new expiry is checked against the policy's lifetime cap from
+    /// [`TokenRecord::secret_issued_at`] (issue or the last rotation), so updates never
+    /// stretch one secret past the cap. Without
+    /// [`expected_version`](TokenUpdate::expected_version) the change applies to whatever
+    /// version is stored (retrying on concurrent writes); with it, a record at another
+    /// version is refused with [`Error::VersionMismatch`].
     pub async fn update(&self, id: &TokenId, change: TokenUpdate) -> Result<TokenRecord, Error> {
         self.update_as(None, id, change).await
     }
@@ -1181,18 +1361,32 @@ impl TokenManager {
         id: &TokenId,
         change: TokenUpdate,
     ) -> Result<TokenRecord, Error> {
+        let limits = &self.inner.limits;
         if let Some(n) = &change.name {
-            check_text("name", n, limits::NAME_MAX, true)?;
+            Limits::check_text("name", n, limits.max_name_bytes(), true)?;
         }
         if let Some(d) = &change.description {
-            check_text("description", d, limits::DESCRIPTION_MAX, false)?;
+            Limits::check_text("description", d, limits.max_description_bytes(), false)?;
         }
         if let Some(m) = &change.metadata {
-            check_metadata(m)?;
+            limits.check_metadata(m)?;
         }
-        self.check_no_escalation(actor, change.scopes.as_ref(), change.projects.as_ref())?;
+        if let Some(s) = &change.scopes {
+            limits.check_scopes(s)?;
+        }
+        if let Some(p) = &change.projects {
+            limits.check_projects(p)?;
+        }
+        if let Some(actor) = actor {
+            let grant = Grant {
+                scopes: change.scopes.as_ref(),
+                projects: change.projects.as_ref(),
+                ..Grant::default()
+            };
+            self.check_grant(actor, &grant)?;
+        }
         let (r, changed) = self
-            .modify(actor, id, |r, now| {
+            .modify(actor, id, change.expected_version, |r, now| {
                 if r.status == TokenStatus::Revoked {
                     return Err(Error::InvalidState {
                         id: r.id.clone(),
@@ -1203,7 +1397,10 @@ impl TokenManager {
                 let before = r.clone();
                 if let Some(expiry) = change.expiry {
                     let expiry = expiry.resolve(now)?;
-                    self.inner.policy.check(now, &expiry)?;
+                    self.inner.policy.check(r.secret_issued_at, now, &expiry)?;
+                    if let Some(actor) = actor {
+                        self.check_grant(actor, &Grant::expiry(&expiry))?;
+                    }
                     r.expiry = expiry;
                 }
                 if let Some(n) = &change.name {
@@ -1233,6 +1430,12 @@ impl TokenManager {
     /// Enables, disables or revokes many tokens (by ids or by filter). Each token is handled
     /// on its own; the report says which changed, which already were in the target state,
     /// and which failed and why.
+    ///
+    /// At most [`Limits::max_bulk_ids`] tokens per call: more ids, or a filter matching
+    /// more, is refused with [`Error::TooLarge`] before anything changes. Acting as a token,
+    /// a filter never selects the acting token itself (name its id to include it). A token
+    /// whose change would retire the last active `*` token fails with
+    /// [`Error::LastAdmin`].
     pub async fn bulk(
         &self,
         action: BulkAction,
@@ -1247,18 +1450,22 @@ impl TokenManager {
         action: BulkAction,
         selection: Selection,
     ) -> Result<BulkReport, Error> {
+        let max = self.inner.limits.max_bulk_ids();
+        let too_many = Error::TooLarge {
+            field: "ids",
+            max,
+            unit: "tokens",
+        };
         let ids = match selection {
+            Selection::Ids(ids) if ids.len() > max => return Err(too_many),
             Selection::Ids(ids) => ids,
             Selection::Filter(filter) => {
-                let mut ids = Vec::new();
-                let mut page = PageRequest::first(crate::store::MAX_PAGE_LIMIT);
-                loop {
-                    let got = self.list_as(actor, &filter, &page).await?;
-                    ids.extend(got.items.into_iter().map(|r| r.id));
-                    match got.next {
-                        Some(c) => page = page.next(c),
-                        None => break,
-                    }
+                let mut ids = self.all_ids(actor, &filter, max).await?;
+                if ids.len() > max {
+                    return Err(too_many);
+                }
+                if let Some(a) = actor {
+                    ids.retain(|id| id != a.id());
                 }
                 ids
             }
@@ -1268,8 +1475,17 @@ impl TokenManager {
             BulkAction::Disable => TokenStatus::Disabled,
             BulkAction::Revoke => TokenStatus::Revoked,
         };
+        self.apply_status(actor, ids, status).await
+    }
+
+    async fn apply_status(
+        &self,
+        actor: Option<&VerifiedToken>,
+        ids: Vec<TokenId>,
+        status: TokenStatus,
+    ) -> Result<BulkReport, Error> {
         let mut report = BulkReport::default();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for id in ids {
             if !seen.insert(id.clone()) {
                 continue;
@@ -1286,6 +1502,25 @@ impl TokenManager {
     }
 }
 
+/// `Ok` if `expected` is unset or is the record's version.
+fn check_version(current: &TokenRecord, expected: Option<u64>) -> Result<(), Error> {
+    match expected {
+        Some(v) if v != current.version => Err(Error::VersionMismatch {
+            id: current.id.clone(),
+            expected: v,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A lost compare-and-swap is a version mismatch when the caller named a version.
+fn stale(e: Error, expected: Option<u64>) -> Error {
+    match (e, expected) {
+        (Error::Conflict(id), Some(expected)) => Error::VersionMismatch { id, expected },
+        (e, _) => e,
+    }
+}
+
 /// A record found by digest, and whether it came from the store (with the cache epoch and
 /// the instant of the read, to cache it) or from the cache.
 struct Found {
@@ -1293,19 +1528,14 @@ struct Found {
     fresh: Option<(u64, std::time::Instant)>,
 }
 
+/// Who acts: `token:<id>` for an acting token, `system` for the manager itself.
 fn actor_name(actor: Option<&VerifiedToken>) -> String {
-    match actor {
-        Some(a) => format!("token:{}", a.id()),
-        None => "system".to_owned(),
-    }
+    actor.map_or_else(|| "system".to_owned(), |a| actor_name_of(a.id()))
 }
 
-/// Can `actor` see `record`? Only tokens it could have created itself.
-fn visible(actor: Option<&VerifiedToken>, record: &TokenRecord) -> bool {
-    match actor {
-        None => true,
-        Some(a) => a.scopes().grants_all(&record.scopes) && a.projects().covers(&record.projects),
-    }
+/// The `created_by` of tokens created by the token `id`.
+fn actor_name_of(id: &TokenId) -> String {
+    format!("token:{id}")
 }
 
 /// Rate-limits `last_used_at` writes: at most one per token per interval, scheduled off the

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 
 use crate::digest::Digest;
 use crate::error::{Error, StoreError};
-use crate::expiry::Expiry;
 use crate::record::{TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
@@ -209,9 +208,9 @@ pub struct TokenFilter {
 /// The tokens an acting token may see and manage: those it could have created itself.
 ///
 /// A record is within reach when its owner is [`owner`](Self::owner) (any owner when
-/// `None`), every one of its scopes is granted by [`scopes`](Self::scopes), its projects
-/// are covered by [`projects`](Self::projects), and it expires no later than
-/// [`expiry`](Self::expiry) (`Never` reaches every expiry).
+/// `None`), every one of its scopes is granted by [`scopes`](Self::scopes) (as
+/// [`ScopeSet::grants_all`] says, wildcards included), and its projects are covered by
+/// [`projects`](Self::projects) ([`Projects::covers`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Reach {
@@ -221,18 +220,15 @@ pub struct Reach {
     pub scopes: ScopeSet,
     /// Only tokens whose projects this covers.
     pub projects: Projects,
-    /// Only tokens expiring at or before this instant (any, for `Never`).
-    pub expiry: Expiry,
 }
 
 impl Reach {
     /// A reach of exactly these bounds.
-    pub fn new(owner: Option<String>, scopes: ScopeSet, projects: Projects, expiry: Expiry) -> Self {
+    pub fn new(owner: Option<String>, scopes: ScopeSet, projects: Projects) -> Self {
         Reach {
             owner,
             scopes,
             projects,
-            expiry,
         }
     }
 
@@ -241,7 +237,6 @@ impl Reach {
         self.owner.as_ref().is_none_or(|o| *o == r.owner)
             && self.scopes.grants_all(&r.scopes)
             && self.projects.covers(&r.projects)
-            && self.expiry.covers(&r.expiry)
     }
 }
 

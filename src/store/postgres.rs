@@ -38,7 +38,7 @@
 //! `name_contains` is a substring search, which no B-tree index can serve: it is evaluated on
 //! the rows the other conditions and the listing order select. A [`Reach`] is part of the
 //! listing query too (owner equality, a scope check per element of `scopes`, `projects <@`
-//! the reach's set, an expiry bound), so a page costs what the index walk to fill it costs,
+//! the reach's set), so a page costs what the index walk to fill it costs,
 //! never a fetch of everything.
 //!
 //! # Consistency
@@ -608,9 +608,6 @@ fn push_reach(q: &mut QueryBuilder<'_, Postgres>, reach: &Reach) {
         q.push(" AND t.projects <@ ")
             .push_bind(set)
             .push("::text[]");
-    }
-    if let Expiry::At(at) = reach.expiry {
-        q.push(" AND t.expires_at <= ").push_bind(at);
     }
 }
 

@@ -31,7 +31,7 @@
 //! with the listing order `(created_at, id)`; expiry; scope and project through their child
 //! tables; and "all projects" through a partial index. A [`Reach`] is part of the listing
 //! query too (owner equality, and per candidate row a primary-key probe of its scope and
-//! project rows, and its expiry), so a page costs what the index walk to fill it costs, never
+//! project rows), so a page costs what the index walk to fill it costs, never
 //! a fetch of everything. `name_contains` is a substring search, which no B-tree index can
 //! serve: it is evaluated on the rows the other conditions and the listing order select.
 //!
@@ -515,9 +515,6 @@ impl SqliteStore {
                 q.push(")");
             }
             q.push(")");
-        }
-        if let Expiry::At(at) = reach.expiry {
-            q.push(" AND t.expires_at <= ").push_bind(micros(at));
         }
     }
 }

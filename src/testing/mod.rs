@@ -630,32 +630,26 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
             ),
         ),
     ];
-    let reach = |owner: Option<&str>, scopes: &[&str], projects: Projects, expiry: Expiry| {
+    let reach = |owner: Option<&str>, scopes: &[&str], projects: Projects| {
         Reach::new(
             owner.map(str::to_owned),
             scopes.iter().map(|s| scope(s)).collect(),
             projects,
-            expiry,
         )
     };
     let alpha = || must(Projects::only(["alpha"]), "projects");
     let reaches: Vec<(&str, TokenFilter)> = vec![
         (
             "within: admin of every owner",
-            mine(TokenFilter::new()).within(reach(None, &["*"], Projects::All, Expiry::Never)),
+            mine(TokenFilter::new()).within(reach(None, &["*"], Projects::All)),
         ),
         (
             "within: own owner only",
-            TokenFilter::new().within(reach(Some(&owner), &["*"], Projects::All, Expiry::Never)),
+            TokenFilter::new().within(reach(Some(&owner), &["*"], Projects::All)),
         ),
         (
             "within: exact scope",
-            mine(TokenFilter::new()).within(reach(
-                None,
-                &["projects:read"],
-                Projects::All,
-                Expiry::Never,
-            )),
+            mine(TokenFilter::new()).within(reach(None, &["projects:read"], Projects::All)),
         ),
         (
             "within: wildcard scope grants exact and wildcard",
@@ -663,38 +657,25 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
                 None,
                 &["projects:*", "tokens:read"],
                 Projects::All,
-                Expiry::Never,
             )),
         ),
         (
             "within: projects subset",
-            mine(TokenFilter::new()).within(reach(None, &["*"], alpha(), Expiry::Never)),
-        ),
-        (
-            "within: lifetime bound (never excluded)",
-            mine(TokenFilter::new()).within(reach(
-                None,
-                &["*"],
-                Projects::All,
-                Expiry::At(t0 + Duration::days(20)),
-            )),
+            mine(TokenFilter::new()).within(reach(None, &["*"], alpha())),
         ),
         (
             "within: everything at once, with another filter",
-            TokenFilter::new()
-                .status(TokenStatus::Active)
-                .within(reach(
-                    Some(&owner),
-                    &["projects:*", "tokens:read"],
-                    Projects::All,
-                    Expiry::At(t0 + Duration::days(30)),
-                )),
+            TokenFilter::new().status(TokenStatus::Active).within(reach(
+                Some(&owner),
+                &["projects:*", "tokens:read"],
+                Projects::All,
+            )),
         ),
         (
             "within: no scopes reaches only scope-less tokens",
             TokenFilter::new()
                 .owner(other_owner.clone())
-                .within(reach(None, &[], alpha(), Expiry::Never)),
+                .within(reach(None, &[], alpha())),
         ),
     ];
     for (what, filter) in filters.into_iter().chain(reaches) {
