@@ -64,11 +64,14 @@
 //!   any store access.
 //! - **Fail closed.** A store failure is [`VerifyError::Store`] (503 over HTTP), never a
 //!   decision.
-//! - **No escalation.** Through [`TokenManager::acting_as`], a token can never create or
-//!   update a token with scopes or projects beyond its own, nor see such tokens.
+//! - **No escalation.** Through [`TokenManager::acting_as`] (and so through the admin API),
+//!   a token is bounded by itself on every axis: scopes, projects, owner (another owner's
+//!   tokens need `tokens:any-owner`), lifetime, attribution, size, record version, and
+//!   self-lockout; see [`manager::delegation`] for the rules.
 //! - **Nothing secret in `Debug`, `Display`, serde, errors or audit events.**
 //!
-//! What it does not do: transport security (serve over TLS), rate limiting of failed
+//! What it does not do: keep the existence of a caller-chosen id private (ids are global,
+//! so a taken one answers "already exists"), transport security (serve over TLS), rate limiting of failed
 //! attempts (put a limiter in front), protection against a compromised host process, and
 //! zeroization beyond best effort (the key schedule inside the HMAC state and copies made
 //! by the allocator, the OS or your HTTP stack are out of its reach).

@@ -2,9 +2,11 @@
 //! [`Keygate::admin_router`].
 //!
 //! Every operation runs through [`TokenManager::acting_as`](crate::TokenManager::acting_as)
-//! for the calling token, so a caller can never create or update a token with scopes or
-//! projects beyond its own, and sees only the tokens it could have created (others are
-//! "not found"). On top of that each route needs a scope:
+//! for the calling token, so the delegation rules of
+//! [`keygate::manager::delegation`](crate::manager::delegation) hold here as everywhere: a
+//! caller never grants scopes, projects, another owner (without `tokens:any-owner`) or a
+//! lifetime beyond its own, and sees only the tokens it could have created (others are "not
+//! found"). On top of that each route needs a scope:
 //!
 //! | route (relative to the mount point) | scope |
 //! |---|---|
@@ -16,13 +18,26 @@
 //! `*` grants everything, `tokens:*` all of the above. Because `/self` and `/bulk` are
 //! routes, tokens with the ids `self`, `bulk` or `openapi.json` cannot be addressed by id.
 //!
-//! Bodies are JSON with unknown fields refused. Expiries are strings: `7d`, `30d`, `60d`,
-//! `90d`, `<N>d`, `<N>h`, `never` or an RFC 3339 instant; grace periods `<N>d`, `<N>h`,
-//! `<N>m` or `<N>s`. Errors are `{"error": code, "message": text}` with 400 (malformed
-//! JSON, query or id), 422 (invalid values, expiry beyond policy), 403 (missing scope,
-//! escalation), 404, 409 (conflict, revoked token) or 503 (store unavailable). Every
-//! response carries `Cache-Control: no-store`; creation and rotation return the plaintext
-//! token once, in `token`.
+//! Bodies are JSON with unknown fields refused, at most
+//! [`Limits::max_request_body_bytes`](crate::record::Limits::max_request_body_bytes) (64 KiB
+//! by default). Expiries are strings: `7d`, `30d`, `60d`, `90d`, `<N>d`, `<N>h`, `never` or
+//! an RFC 3339 instant; without one a token gets 30 days, or the caller's own expiry if
+//! sooner. Grace periods are `<N>d`, `<N>h`, `<N>m` or `<N>s`; while one runs, another
+//! rotation needs `"end_grace": true`. `POST /{id}/revoke` with `{"children": true}` also
+//! revokes every token the token created, and theirs in turn, answering with a bulk report.
+//!
+//! Token responses carry the record version as an `ETag` (`"3"`). `PATCH /{id}` and the
+//! rotate routes honour `If-Match` with such a tag: a record at another version answers 412
+//! and changes nothing, so of many concurrent rotations from one read exactly one wins.
+//! Without `If-Match` a change applies to whatever version is stored (a rotation that
+//! loses a race answers 409).
+//!
+//! Errors are `{"error": code, "message": text}` with 400 (malformed JSON, query, id or
+//! `If-Match`), 403 (missing scope, escalation), 404, 409 (conflict, revoked token, grace
+//! running, last active `*` token), 412 (stale `If-Match`), 413 (body over the limit), 422
+//! (invalid values, expiry beyond policy, over a size limit, which the message names) or
+//! 503 (store unavailable). Every response carries `Cache-Control: no-store`; creation and
+//! rotation return the plaintext token once, in `token`.
 
 use std::collections::BTreeMap;
 
