@@ -36,7 +36,7 @@ use ::tower_layer::Layer;
 use ::tower_service::Service;
 
 use crate::error::Error;
-use crate::http::{AuthConfig, AuthRejection, RejectionReason};
+use crate::http::{AuthConfig, AuthRejection, RejectionReason, close_if_unread, may_have_body};
 use crate::manager::{TokenManager, VerifiedToken};
 use crate::scope::ScopeSet;
 
@@ -154,21 +154,23 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = &self.shared.config;
+        let body = may_have_body(req.headers());
+        let refuse = move |r: AuthRejection| close_if_unread(body, r.into_http_response());
         let credential = match config.extract(req.headers()) {
             Ok(Some(c)) => c,
             Ok(None) if config.is_optional() => return Box::pin(inner.call(req)),
             Ok(None) => {
                 let r = config.reject(RejectionReason::MissingCredentials);
-                return Box::pin(std::future::ready(Ok(r.into_http_response())));
+                return Box::pin(std::future::ready(Ok(refuse(r))));
             }
-            Err(r) => return Box::pin(std::future::ready(Ok(r.into_http_response()))),
+            Err(r) => return Box::pin(std::future::ready(Ok(refuse(r)))),
         };
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let Shared { manager, config } = &*shared;
             let verified = match config.verify(manager, &credential).await {
                 Ok(v) => v,
-                Err(r) => return Ok(r.into_http_response()),
+                Err(r) => return Ok(refuse(r)),
             };
             drop(credential);
             let expiry = config.expiry_header_for(&verified);
@@ -280,7 +282,10 @@ where
         };
         match verdict {
             Ok(()) => Either::Right(self.inner.call(req)),
-            Err(r) => Either::Left(std::future::ready(Ok(r.into_http_response()))),
+            Err(r) => Either::Left(std::future::ready(Ok(close_if_unread(
+                may_have_body(req.headers()),
+                r.into_http_response(),
+            )))),
         }
     }
 }

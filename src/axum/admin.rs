@@ -147,7 +147,20 @@ where
         .router
         .layer(::axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(::axum::middleware::map_response(no_store))
+        .layer(::axum::middleware::from_fn(close_after_early_refusal))
         .with_state(keygate)
+}
+
+/// Authentication and scope are checked before a body is read: such a refusal (401, 403)
+/// ends the connection, so the unread body is never taken for the next request.
+async fn close_after_early_refusal(req: Request, next: ::axum::middleware::Next) -> Response {
+    let body = crate::http::may_have_body(req.headers());
+    let response = next.run(req).await;
+    let early = matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    crate::http::close_if_unread(body && early, response)
 }
 
 async fn no_store(mut response: Response) -> Response {

@@ -267,9 +267,16 @@ fn parse_bearer(value: &HeaderValue, max: usize) -> Result<Option<usize>, Invali
     let s = value
         .to_str()
         .map_err(|_| InvalidRequest::MalformedHeader)?;
-    let (scheme, rest) = s.split_once(' ').unwrap_or((s, ""));
+    // The scheme ends at the first space or tab. RFC 6750 separates `Bearer` from its token
+    // by spaces only: `Bearer<TAB>token` is a malformed Bearer credential, not another
+    // scheme.
+    let end = s.find([' ', '\t']).unwrap_or(s.len());
+    let (scheme, rest) = s.split_at(end);
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
+    }
+    if rest.starts_with('\t') {
+        return Err(InvalidRequest::MalformedHeader);
     }
     let token = rest.trim_start_matches(' ');
     if !is_b64token(token) {
@@ -528,6 +535,27 @@ impl AuthRejection {
     }
 }
 
+/// May a request with these headers carry a body (a non-zero `Content-Length`, or any
+/// `Transfer-Encoding`)?
+pub(crate) fn may_have_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// A refusal sent before the request's body was read ends the connection
+/// (`Connection: close`): what is left of the body on the wire must not be taken for the
+/// client's next request on a kept-alive connection.
+pub(crate) fn close_if_unread<B>(body_unread: bool, mut response: Response<B>) -> Response<B> {
+    if body_unread {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 fn join_scopes(scopes: &ScopeSet) -> String {
     let mut out = String::new();
     for s in scopes {
@@ -636,6 +664,9 @@ mod tests {
             "Bearer a,b",
             "Bearer =",
             "Bearer a=b",
+            "Bearer\tkg_a_b",
+            "bearer\t kg_a_b",
+            "Bearer \tkg_a_b",
         ] {
             assert_eq!(
                 reason(c.extract(&headers(&[("authorization", bad)]))),
