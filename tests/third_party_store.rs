@@ -141,3 +141,42 @@ async fn suite_catches_a_lost_update() {
         "the suite must reject a store without compare-and-swap"
     );
 }
+
+/// A store whose listing says "more" whenever a page is full, so that a client fetches an
+/// empty page after an exactly full last one, is caught by the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_catches_a_next_cursor_after_the_last_page() {
+    struct FullMeansMore(VecStore);
+    #[async_trait]
+    impl TokenStore for FullMeansMore {
+        async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
+            self.0.insert(r).await
+        }
+        async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn find_by_digest(&self, d: &Digest) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+            self.0.find_by_digest(d).await
+        }
+        async fn update(&self, r: &TokenRecord) -> Result<u64, StoreError> {
+            self.0.update(r).await
+        }
+        async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+            self.0.delete(id).await
+        }
+        async fn list(&self, f: &TokenFilter, p: &PageRequest) -> Result<Page, StoreError> {
+            let page = self.0.list(f, p).await?;
+            let full = page.items.len() == p.effective_limit();
+            Ok(Page::new(page.items, full))
+        }
+        async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+            self.0.touch(id, at).await
+        }
+    }
+    let store = Arc::new(FullMeansMore(VecStore::default()));
+    let outcome = tokio::spawn(keygate::testing::run_all(store)).await;
+    assert!(
+        outcome.is_err(),
+        "the suite must reject a store that announces a page after the last one"
+    );
+}

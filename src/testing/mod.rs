@@ -706,6 +706,7 @@ pub async fn list_pages_walk_everything_once<S: TokenStore + ?Sized>(store: &S) 
     insert_all(store, &records).await;
     let filter = TokenFilter::new().owner(owner.clone());
     for limit in [1, 3, 5, 11, 12] {
+        // 11 records: 11 is an exactly full last page, 1 too.
         let mut seen = Vec::new();
         let mut page = PageRequest::first(limit);
         let mut pages = 0;
@@ -734,6 +735,14 @@ pub async fn list_pages_walk_everything_once<S: TokenStore + ?Sized>(store: &S) 
             seen,
             ids(&newest_first(records.clone())),
             "conformance: paging with limit {limit} must return every record exactly once, in order"
+        );
+        // `next` is `Some` only if more records follow: a last page that is exactly full
+        // has no `next` (else the client fetches an empty page).
+        assert_eq!(
+            pages,
+            records.len().div_ceil(limit),
+            "conformance: with limit {limit}, `next` must be None on the last page, even \
+             when it is exactly full"
         );
     }
     // The cursor's string form round-trips.
