@@ -212,6 +212,26 @@ pub enum Error {
     /// The store failed.
     #[error("token store failed")]
     Store(#[source] StoreError),
+    /// A presented token was not accepted (from [`VerifyError`] through `?`).
+    #[error("token not accepted")]
+    Verify(#[source] VerifyError),
+}
+
+impl From<VerifyError> for Error {
+    /// Keeps the reason as the source; a store failure stays [`Error::Store`].
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Store(e) => Error::Store(e),
+            e => Error::Verify(e),
+        }
+    }
+}
+
+impl From<AccessError> for Error {
+    /// A missing scope or project of a verified token is [`Error::Access`].
+    fn from(e: AccessError) -> Self {
+        Error::Access(e)
+    }
 }
 
 impl From<StoreError> for Error {

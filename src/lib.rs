@@ -27,10 +27,11 @@
 //! let token = issued.expose_secret().to_owned();
 //! assert!(token.starts_with("acme_"));
 //!
-//! // Verify a presented token, then check a scope.
-//! let verified = manager.verify(&token).await.expect("valid token");
+//! // Verify a presented token, then check a scope (audited as `authz_fail` if missing).
+//! // `?` turns a refusal into `keygate::Error`.
+//! let verified = manager.verify(&token).await?;
 //! assert_eq!(verified.owner(), "alice");
-//! assert!(verified.grants(&Scope::new("projects:read")?));
+//! manager.authorize(&verified, &Scope::new("projects:read")?)?;
 //!
 //! // Rotate with no grace period: the old secret stops working at once.
 //! let rotated = manager.rotate(issued.id(), RotateRequest::new()).await?;

@@ -223,6 +223,7 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
         Error::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
         Error::Escalation(_) => (StatusCode::FORBIDDEN, "escalation_refused"),
         Error::Access(_) => (StatusCode::FORBIDDEN, "access_denied"),
+        Error::Verify(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
     }
