@@ -86,31 +86,64 @@ impl Scope {
 }
 
 fn validate_scope(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() {
+    check_scope(s)
+}
+
+/// The scope rule, as a `const fn` so that a scope written in code (such as
+/// [`ScopeRequirement::SCOPES`](crate::axum::ScopeRequirement)) is checked when the program
+/// is compiled. Segments separated by `:`, each non-empty, of `a-z`, `0-9`, `_`, `-`, `.`,
+/// or a final `*`; at most [`MAX_SCOPE_LEN`] bytes.
+pub(crate) const fn check_scope(s: &str) -> Result<(), &'static str> {
+    let b = s.as_bytes();
+    if b.is_empty() {
         return Err("must not be empty");
     }
-    if s.len() > MAX_SCOPE_LEN {
+    if b.len() > MAX_SCOPE_LEN {
         return Err("must be at most 128 characters");
     }
-    let mut segments = s.split(':').peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if seg.is_empty() {
-            return Err("segments must not be empty");
-        }
-        if seg == "*" {
-            if !last {
-                return Err("`*` may only be the last segment");
+    let mut i = 0;
+    let mut segment_start = 0;
+    while i <= b.len() {
+        if i == b.len() || b[i] == b':' {
+            let len = i - segment_start;
+            if len == 0 {
+                return Err("segments must not be empty");
             }
-            continue;
+            if b[segment_start] == b'*' && (len != 1 || i != b.len()) {
+                return Err(if len == 1 {
+                    "`*` may only be the last segment"
+                } else {
+                    "segments use only `a-z`, `0-9`, `_`, `-`, `.` (or a final `*`)"
+                });
+            }
+            segment_start = i + 1;
+        } else {
+            let c = b[i];
+            let ok = c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == b'_'
+                || c == b'-'
+                || c == b'.'
+                || (c == b'*' && i == segment_start);
+            if !ok {
+                return Err("segments use only `a-z`, `0-9`, `_`, `-`, `.` (or a final `*`)");
+            }
         }
-        if !seg.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-        }) {
-            return Err("segments use only `a-z`, `0-9`, `_`, `-`, `.` (or a final `*`)");
-        }
+        i += 1;
     }
     Ok(())
+}
+
+/// `true` if every string is a valid scope (see [`Scope::new`]); usable in constants.
+pub(crate) const fn all_valid(scopes: &[&str]) -> bool {
+    let mut i = 0;
+    while i < scopes.len() {
+        if check_scope(scopes[i]).is_err() {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 impl fmt::Debug for Scope {

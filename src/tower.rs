@@ -35,10 +35,9 @@ use ::http::{Request, Response};
 use ::tower_layer::Layer;
 use ::tower_service::Service;
 
-use crate::error::Error;
 use crate::http::{AuthConfig, AuthRejection, RejectionReason, close_if_unread, may_have_body};
 use crate::manager::{TokenManager, VerifiedToken};
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 
 /// Applies [`RequireToken`] to a service.
 #[derive(Clone, Debug)]
@@ -293,7 +292,7 @@ where
 /// Requires every scope of a set (see [`require_scopes`]).
 #[derive(Clone, Debug)]
 pub struct ScopePolicy {
-    required: Result<ScopeSet, &'static str>,
+    required: ScopeSet,
     config: Option<Arc<AuthConfig>>,
 }
 
@@ -301,29 +300,34 @@ impl ScopePolicy {
     /// Requires every scope of `scopes`.
     pub fn new(scopes: ScopeSet) -> Self {
         ScopePolicy {
-            required: Ok(scopes),
+            required: scopes,
             config: None,
         }
     }
 
-    /// Parses scope strings. An invalid string does not panic: it is logged here, and every
-    /// request then gets a 500 (the requirement fails closed).
+    /// Parses scope strings written in code.
+    ///
+    /// # Panics
+    ///
+    /// If a string is not a valid scope: a typo such as `Projects:read` is a programming
+    /// error, caught when the router is built (as axum's `route_layer` does for its own
+    /// misuse), not a 500 on every request.
     pub fn parse<I, T>(scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let required = ScopeSet::parse(scopes).map_err(|e| {
-            tracing::error!(target: "keygate", error = %e, "invalid scope in a route requirement; every request will be refused");
-            match e {
-                Error::InvalidScope(reason) => reason,
-                _ => "invalid scope",
+        let mut set = ScopeSet::new();
+        for s in scopes {
+            let s = s.as_ref();
+            match Scope::new(s) {
+                Ok(scope) => {
+                    set.insert(scope);
+                }
+                Err(e) => panic!("keygate: invalid scope {s:?} in a route requirement: {e}"),
             }
-        });
-        ScopePolicy {
-            required,
-            config: None,
         }
+        Self::new(set)
     }
 
     /// Uses the realm of `config` in responses.
@@ -332,9 +336,9 @@ impl ScopePolicy {
         self
     }
 
-    /// The required scopes (`None` if the requirement was invalid).
-    pub fn required(&self) -> Option<&ScopeSet> {
-        self.required.as_ref().ok()
+    /// The required scopes.
+    pub fn required(&self) -> &ScopeSet {
+        &self.required
     }
 
     fn reject(&self, reason: RejectionReason) -> AuthRejection {
@@ -347,12 +351,10 @@ impl ScopePolicy {
 
 impl TokenPolicy for ScopePolicy {
     fn check(&self, token: &VerifiedToken) -> Result<(), AuthRejection> {
-        match &self.required {
-            Ok(required) if token.scopes().grants_all(required) => Ok(()),
-            Ok(required) => Err(self.reject(RejectionReason::InsufficientScope(required.clone()))),
-            Err(reason) => {
-                Err(self.reject(RejectionReason::Misconfigured(Error::InvalidScope(reason))))
-            }
+        if token.scopes().grants_all(&self.required) {
+            Ok(())
+        } else {
+            Err(self.reject(RejectionReason::InsufficientScope(self.required.clone())))
         }
     }
 
@@ -366,6 +368,10 @@ impl TokenPolicy for ScopePolicy {
 /// required scopes) if one is missing, 401 if there is no verified token.
 ///
 /// With axum: `.route_layer(require_scopes(["projects:write"]))`.
+///
+/// # Panics
+///
+/// If a string is not a valid scope (see [`ScopePolicy::parse`]), when the layer is made.
 pub fn require_scopes<I, T>(scopes: I) -> RequireScopesLayer<ScopePolicy>
 where
     I: IntoIterator<Item = T>,

@@ -632,6 +632,13 @@ async fn every_escalation_attempt_is_refused() {
     // Only what the writer could have created; not root, not the reader (all projects),
     // and not the writer itself: a filter never selects the acting token.
     assert_eq!(disabled, BTreeSet::from([peer_id.as_str(), ok_id.as_str()]));
+    let writer_record = api
+        .keygate
+        .manager()
+        .get(&TokenId::new(&writer_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(writer_record.status, TokenStatus::Active);
     let root = api
         .keygate
         .manager()

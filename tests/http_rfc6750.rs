@@ -627,3 +627,23 @@ where
     }
     out
 }
+
+/// A typo in a route's scope requirement is caught when the router is built, not answered
+/// with a 500 on every request.
+#[test]
+#[should_panic(expected = "invalid scope \"Projects:read\" in a route requirement")]
+fn a_typo_in_require_scopes_panics_at_construction() {
+    let _ = keygate::tower::require_scopes(["projects:write", "Projects:read"]);
+}
+
+/// The positive twin of the `compile_fail` example on `ScopeRequirement::SCOPES`: the same
+/// program with a valid scope builds.
+#[test]
+fn a_valid_scope_requirement_builds_a_router() {
+    struct Fine;
+    impl ScopeRequirement for Fine {
+        const SCOPES: &'static [&'static str] = &["projects:read"];
+    }
+    async fn handler(_token: Scoped<Fine>) {}
+    let _app: Router<Keygate> = Router::new().route("/", get(handler));
+}

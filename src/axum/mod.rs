@@ -215,8 +215,29 @@ where
 /// }
 /// ```
 pub trait ScopeRequirement: Send + Sync + 'static {
-    /// The required scopes. An invalid scope string makes every request fail with 500.
+    /// The required scopes. Checked when the program is compiled: an invalid scope string
+    /// fails the build of any program that uses [`Scoped`] with this requirement.
+    ///
+    /// ```compile_fail
+    /// use keygate::axum::{ScopeRequirement, Scoped};
+    ///
+    /// struct Typo;
+    /// impl ScopeRequirement for Typo {
+    ///     const SCOPES: &'static [&'static str] = &["Projects:read"];
+    /// }
+    /// async fn handler(_token: Scoped<Typo>) {}
+    ///
+    /// let _app: axum::Router<keygate::axum::Keygate> =
+    ///     axum::Router::new().route("/", axum::routing::get(handler));
+    /// ```
     const SCOPES: &'static [&'static str];
+
+    #[doc(hidden)]
+    /// Evaluated for every `Scoped<Self>` in use: fails compilation on an invalid scope.
+    const VALID: () = assert!(
+        crate::scope::all_valid(Self::SCOPES),
+        "keygate: ScopeRequirement::SCOPES holds an invalid scope"
+    );
 }
 
 /// A verified token that holds every scope of `R` (403 `insufficient_scope` otherwise).
@@ -255,9 +276,13 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Compile-time check of the requirement's scopes.
+        #[allow(clippy::let_unit_value, reason = "forces the constant's evaluation")]
+        let () = R::VALID;
         let token =
             <VerifiedToken as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         let keygate = Keygate::from_ref(state);
+        // Valid by `R::VALID`; a failure here would still fail closed.
         let required = ScopeSet::parse(R::SCOPES)
             .map_err(|e| keygate.config.reject(RejectionReason::Misconfigured(e)))?;
         if !token.scopes().grants_all(&required) {
