@@ -711,3 +711,20 @@ async fn a_taken_id_is_the_same_conflict_visible_or_not() {
     }
     assert_eq!(f.manager.get(bob.id()).await.unwrap().owner, "bob");
 }
+
+/// `self` and `bulk` are admin API routes: no new token may take them as its id.
+#[tokio::test]
+async fn route_names_are_reserved_ids() {
+    let f = fixture();
+    for id in keygate::manager::RESERVED_IDS {
+        let r = f
+            .manager
+            .issue(IssueRequest::new("x", "a").id(TokenId::new(id).unwrap()))
+            .await;
+        assert!(matches!(r, Err(Error::InvalidId(_))), "{id}: {r:?}");
+    }
+    f.manager
+        .issue(IssueRequest::new("x", "a").id(TokenId::new("selfie").unwrap()))
+        .await
+        .unwrap();
+}

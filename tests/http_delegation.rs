@@ -319,3 +319,17 @@ async fn the_last_admin_and_the_caller_survive_bulk_actions() {
     );
     assert!(api.keygate.manager().verify(&root).await.is_ok());
 }
+
+#[tokio::test]
+async fn reserved_ids_are_refused_over_http() {
+    let api = Api::start().await;
+    let (_, root) = api.token("root", &["*"], ExpiryPreset::Never).await;
+    for id in ["self", "bulk"] {
+        let r = api.post("/", &root, json!({"name": "x", "id": id})).await;
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("invalid_id")),
+            "{id}"
+        );
+    }
+}

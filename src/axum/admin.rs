@@ -15,8 +15,9 @@
 //! | `GET /self`, `POST /self`, `POST /self/{id}/rotate`, `POST /self/{id}/revoke` | `tokens:self` (or `tokens:read` / `tokens:write`); only tokens whose owner is the caller's owner |
 //! | `GET /openapi.json` | none |
 //!
-//! `*` grants everything, `tokens:*` all of the above. Because `/self` and `/bulk` are
-//! routes, tokens with the ids `self`, `bulk` or `openapi.json` cannot be addressed by id.
+//! `*` grants everything, `tokens:*` all of the above. Every token id is addressable: `/self`
+//! and `/bulk` are routes, so the manager refuses them as ids
+//! ([`RESERVED_IDS`](crate::manager::RESERVED_IDS)), and `openapi.json` is not a valid id.
 //!
 //! Bodies are JSON with unknown fields refused, at most
 //! [`Limits::max_request_body_bytes`](crate::record::Limits::max_request_body_bytes) (64 KiB

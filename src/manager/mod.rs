@@ -23,6 +23,9 @@ use crate::token::{TokenFormat, TokenId, TokenSecret};
 
 /// Default interval between two `last_used_at` writes for one token.
 pub const DEFAULT_TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Ids no new token may take: the admin API's routes use them (`/self`, `/bulk`), so a token
+/// with such an id could not be addressed by id.
+pub const RESERVED_IDS: [&str; 2] = ["self", "bulk"];
 /// The expiry of a token issued without one.
 pub const DEFAULT_EXPIRY: ExpiryPreset = ExpiryPreset::Days30;
 /// Longest rotation grace period accepted.
@@ -185,7 +188,7 @@ impl TokenManagerBuilder {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct IssueRequest {
-    /// A caller-chosen id; generated when `None`.
+    /// A caller-chosen id; generated when `None`. [`RESERVED_IDS`] are refused.
     pub id: Option<TokenId>,
     /// Human-readable name (required; at most 128 bytes by default [`Limits`]).
     pub name: String,
@@ -907,6 +910,15 @@ impl TokenManager {
             self.check_grant(actor, &grant)?;
         }
 
+        if req
+            .id
+            .as_ref()
+            .is_some_and(|id| RESERVED_IDS.contains(&id.as_str()))
+        {
+            return Err(Error::InvalidId(
+                "`self` and `bulk` are reserved: the admin API's routes use them",
+            ));
+        }
         let id = req.id.unwrap_or_else(TokenId::generate);
         let (secret, digest) = self.new_secret(&id)?;
         let record = TokenRecord {
