@@ -92,7 +92,7 @@
 //!
 //! A feature only adds API; it never changes default behaviour.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 pub mod cache;
