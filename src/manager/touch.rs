@@ -1,0 +1,59 @@
+//! The `last_used_at` scheduler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+
+use crate::record::TokenRecord;
+use crate::store::TokenStore;
+use crate::token::TokenId;
+
+/// Rate-limits `last_used_at` writes: at most one per token per interval, scheduled off the
+/// request path.
+pub(super) struct Toucher {
+    interval: Duration,
+    recent: Mutex<HashMap<TokenId, DateTime<Utc>>>,
+}
+
+const TOUCH_MAP_PRUNE_AT: usize = 65_536;
+
+impl Toucher {
+    pub(super) fn new(interval: Duration) -> Self {
+        Toucher {
+            interval,
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Cheap check against the record itself: is a write due at all?
+    pub(super) fn due(&self, record: &TokenRecord, now: DateTime<Utc>) -> bool {
+        record.last_used_at.is_none_or(|t| now - t >= self.interval)
+    }
+
+    /// Writes `last_used_at = now` in a background task, unless a write for this token was
+    /// scheduled within the interval. Without a tokio runtime the write is skipped.
+    pub(super) fn schedule(&self, store: &Arc<dyn TokenStore>, id: &TokenId, now: DateTime<Utc>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.get(id).is_some_and(|t| now - *t < self.interval) {
+                return;
+            }
+            if recent.len() >= TOUCH_MAP_PRUNE_AT {
+                let interval = self.interval;
+                recent.retain(|_, t| now - *t < interval);
+            }
+            recent.insert(id.clone(), now);
+        }
+        let store = Arc::clone(store);
+        let id = id.clone();
+        handle.spawn(async move {
+            if let Err(e) = store.touch(&id, now.trunc_subsecs(6)).await {
+                tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,217 @@
+//! Verification: parse, look up by digest, decide, in one fixed order.
+
+use std::sync::Arc;
+
+use subtle::{Choice, ConstantTimeEq};
+
+use super::{TokenManager, VerifiedToken};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::digest::Digest;
+use crate::error::{AccessError, StoreError, VerifyError};
+use crate::record::{TokenRecord, TokenStatus};
+use crate::scope::{ProjectId, Scope};
+use crate::token::TokenId;
+
+impl TokenManager {
+    // ----- verification -------------------------------------------------------------------
+
+    /// Verifies a presented token string.
+    ///
+    /// Order: length bound and parse (no store access for malformed input or a bad
+    /// checksum); the digest of the presented token under each server-key version, current
+    /// first, each looked up with [`TokenStore::find_by_digest`] (through the cache, if on)
+    /// until a record holds it; the digest compared again in constant time, with the id and
+    /// the key version; then revoked, disabled, expired, and rotated-out secret past its
+    /// grace period. An unknown id and a wrong secret are the same miss
+    /// ([`VerifyError::Unknown`]), with the same work. A store failure is
+    /// [`VerifyError::Store`], never "invalid". Failures are reported to the audit sink as
+    /// `authn_login_fail` (and `authn_token_reuse` for a rotated-out secret).
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        let parsed = match self.inner.format.parse(token) {
+            Ok(p) => p,
+            Err(e) => {
+                self.audit_verify_failure(None, &e);
+                return Err(e);
+            }
+        };
+        let id = TokenId::from_parsed(&parsed);
+        let result = self.verify_parsed(&id, parsed.secret()).await;
+        if let Err(e) = &result {
+            self.audit_verify_failure(Some(id), e);
+        }
+        result
+    }
+
+    async fn verify_parsed(
+        &self,
+        id: &TokenId,
+        secret: &str,
+    ) -> Result<VerifiedToken, VerifyError> {
+        // The token is found by its digest, not by its id: an unknown id and a wrong secret
+        // are then the same miss, doing the same work. One digest per server-key version,
+        // the current key first; a valid token stops at the version it was stored under.
+        for version in self.inner.keyring.versions_newest_first() {
+            let Some(digest) = self.inner.keyring.digest(version, id.as_str(), secret) else {
+                continue;
+            };
+            if let Some(found) = self.find(&digest).await? {
+                if let Some(result) = self.check_found(id, secret, version, &digest, found).await {
+                    return result;
+                }
+            }
+        }
+        Err(VerifyError::Unknown)
+    }
+
+    /// The record holding `digest`: from the cache, else from the store.
+    async fn find(&self, digest: &Digest) -> Result<Option<Found>, VerifyError> {
+        let inner = &*self.inner;
+        let Some(cache) = inner.cache.as_ref() else {
+            let r = inner.store.find_by_digest(digest).await;
+            return Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
+                record,
+                fresh: None,
+            }));
+        };
+        if let Some(record) = cache.get(digest) {
+            return Ok(Some(Found {
+                record,
+                fresh: None,
+            }));
+        }
+        let epoch = cache.epoch();
+        let fetched = std::time::Instant::now();
+        let r = inner.store.find_by_digest(digest).await;
+        Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
+            record,
+            fresh: Some((epoch, fetched)),
+        }))
+    }
+
+    /// Decides on a record found by the digest of the presented token under key `version`.
+    /// `None`: the record does not hold this digest under this key for this id after all (a
+    /// store answering loosely, or a digest collision); it is not accepted.
+    async fn check_found(
+        &self,
+        id: &TokenId,
+        secret: &str,
+        version: u32,
+        digest: &Digest,
+        found: Found,
+    ) -> Option<Result<VerifiedToken, VerifyError>> {
+        let inner = &*self.inner;
+        let record = found.record;
+        // Constant time, though the store matched on these bytes already: keygate does not
+        // rely on a store's comparison to accept a token.
+        let cur_match = bool::from(
+            digest.ct_eq(&record.digest.digest)
+                & Choice::from(u8::from(record.digest.key_version == version)),
+        );
+        // Which retired secret, if any, the presented one is (each compared in constant
+        // time; at most MAX_RETIRED_SECRETS of them).
+        let retired = record.retired.iter().find(|p| {
+            bool::from(
+                digest.ct_eq(&p.digest.digest)
+                    & Choice::from(u8::from(p.digest.key_version == version)),
+            )
+        });
+        if record.id != *id || !(cur_match || retired.is_some()) {
+            return None;
+        }
+
+        match record.status {
+            TokenStatus::Revoked => return Some(Err(VerifyError::Revoked)),
+            TokenStatus::Disabled => return Some(Err(VerifyError::Disabled)),
+            TokenStatus::Active => {}
+        }
+        let now = inner.clock.now();
+        if record.expiry.is_expired_at(now) {
+            return Some(Err(VerifyError::Expired));
+        }
+        let via_previous = !cur_match;
+        if via_previous && retired.is_none_or(|p| now >= p.valid_until) {
+            return Some(Err(VerifyError::RotatedOut));
+        }
+
+        if cur_match && version != inner.keyring.current_version() {
+            self.rehash(&record, id.as_str(), secret).await;
+        }
+        if inner.touch.due(&record, now) {
+            inner.touch.schedule(&inner.store, &record.id, now);
+        }
+        if let (Some(cache), Some((epoch, fetched))) = (&inner.cache, found.fresh) {
+            cache.insert(*digest, Arc::clone(&record), fetched, epoch);
+        }
+        Some(Ok(VerifiedToken {
+            record,
+            via_previous,
+        }))
+    }
+
+    async fn rehash(&self, record: &TokenRecord, id: &str, secret: &str) {
+        let mut r = record.clone();
+        r.digest = self.inner.keyring.digest_current(id, secret);
+        match self.inner.store.update(&r).await {
+            Ok(_) => {
+                self.invalidate(&record.id);
+                self.event(AuditKind::Rehashed, record, None);
+            }
+            // A concurrent change wins; the next verification re-hashes again.
+            Err(StoreError::Conflict | StoreError::NotFound) => {}
+            Err(e) => tracing::warn!(
+                target: "keygate::audit",
+                token_id = record.id.as_str(),
+                error = %e,
+                "re-hash under the current server key failed"
+            ),
+        }
+    }
+
+    fn audit_verify_failure(&self, id: Option<TokenId>, e: &VerifyError) {
+        let now = self.now();
+        let reuse = matches!(e, VerifyError::RotatedOut).then(|| id.clone());
+        let mut event = AuditEvent::new(AuditKind::VerifyFailed { reason: e.code() }, now);
+        event.token_id = id;
+        self.audit(event);
+        if let Some(id) = reuse {
+            let mut event = AuditEvent::new(AuditKind::Reuse, now);
+            event.token_id = id;
+            self.audit(event);
+        }
+    }
+
+    /// Checks that a verified token grants `scope`, reporting `authz_fail` if not.
+    pub fn authorize(&self, token: &VerifiedToken, scope: &Scope) -> Result<(), AccessError> {
+        token
+            .require_scope(scope)
+            .inspect_err(|e| self.deny(token, e))
+    }
+
+    /// Checks that a verified token may act on `project`, reporting `authz_fail` if not.
+    pub fn authorize_project(
+        &self,
+        token: &VerifiedToken,
+        project: &ProjectId,
+    ) -> Result<(), AccessError> {
+        token
+            .require_project(project)
+            .inspect_err(|e| self.deny(token, e))
+    }
+
+    pub(super) fn deny(&self, token: &VerifiedToken, e: &AccessError) {
+        self.event(
+            AuditKind::AccessDenied {
+                missing: e.to_string(),
+            },
+            token.record(),
+            Some(token),
+        );
+    }
+}
+
+/// A record found by digest, and whether it came from the store (with the cache epoch and
+/// the instant of the read, to cache it) or from the cache.
+struct Found {
+    record: Arc<TokenRecord>,
+    fresh: Option<(u64, std::time::Instant)>,
+}
