@@ -251,7 +251,7 @@ impl keygate::TokenStore for DeclassifyingStore {
 /// expiry checks) with the server key undefined from the start, so the stored digest issued
 /// under it is undefined too. The presented tokens stay defined (parsing them is not secret).
 /// The store declassifies the digests it is given (see [`DeclassifyingStore`]). Every error
-/// memcheck reports must be a branch on the match result in src/manager.rs;
+/// memcheck reports must be a branch on the match result in src/manager/verify.rs;
 /// scripts/ctgrind.sh checks the reported locations. Returns the number of errors reported
 /// during the verifications.
 fn run_verify() -> Result<usize, keygate::Error> {
