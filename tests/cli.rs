@@ -269,6 +269,21 @@ fn lifecycle(cli: &Cli) {
     );
     let run = cli
         .run(&["token", "rotate", "root", "--expires", "never"])
+        .expect_code(USAGE);
+    assert!(
+        run.stderr.contains("grace period is still running"),
+        "{}",
+        run.stderr
+    );
+    let run = cli
+        .run(&[
+            "token",
+            "rotate",
+            "root",
+            "--expires",
+            "never",
+            "--end-grace",
+        ])
         .expect_code(OK);
     let third = run.stdout.trim_end().to_owned();
     assert!(matches!(
@@ -605,6 +620,23 @@ fn expired_tokens_are_shown_as_expired_and_refused() {
     assert_eq!(shown["status"], "active");
     assert_eq!(shown["expired"], true);
     cli.verify(&token).expect_failure(INVALID, "expired");
+}
+
+#[test]
+fn the_last_admin_token_is_not_revoked_disabled_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    cli.create_token("root", &["--id", "root", "--admin"]);
+    for command in ["revoke", "disable", "delete"] {
+        let run = cli.run(&["token", command, "root"]).expect_code(USAGE);
+        assert!(run.stderr.contains("last active `*` token"), "{}", run.stderr);
+    }
+    let root = record(&cli, "root");
+    assert_eq!((root.status, root.version), (keygate::TokenStatus::Active, 1));
+    // With a second admin token, the first may go.
+    cli.create_token("spare", &["--id", "spare", "--admin"]);
+    cli.run(&["token", "revoke", "root"]).expect_code(OK);
 }
 
 // ----- options, keys, help, output ----------------------------------------------------------

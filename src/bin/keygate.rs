@@ -181,9 +181,10 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
         .at()
         .map_or_else(|| "never".to_owned(), output::instant);
     if let Err(failure) = output::line("the token", issued.expose_secret()) {
-        // Nobody received the token: remove it rather than leave an unknown credential.
+        // Nobody received the token: remove it rather than leave an unknown credential
+        // (even the last `*` token: nobody holds it).
         drop(issued);
-        let undo = match manager.delete(&id).await {
+        let undo = match manager.allowing_no_admin().delete(&id).await {
             Ok(()) => format!("token `{id}` was deleted again"),
             Err(e) => format!(
                 "deleting token `{id}` failed too ({}): revoke it",
@@ -272,6 +273,9 @@ async fn rotate(ctx: &Context<'_>, a: RotateArgs) -> Result<u8, Failure> {
     }
     if let Some(expiry) = a.expires {
         req = req.expiry(expiry);
+    }
+    if a.end_grace {
+        req = req.end_grace();
     }
     let manager = ctx.open(true).await?;
     let issued = manager

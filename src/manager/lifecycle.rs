@@ -140,11 +140,7 @@ impl TokenManager {
     }
 
     /// Refuses what `actor` may not grant (see [`delegation`]), reporting `authz_fail`.
-    fn check_grant(
-        &self,
-        actor: &VerifiedToken,
-        grant: &Grant<'_>,
-    ) -> Result<(), Error> {
+    fn check_grant(&self, actor: &VerifiedToken, grant: &Grant<'_>) -> Result<(), Error> {
         delegation::check(actor, grant).map_err(|e| {
             self.deny(actor, &e);
             Error::Escalation(e)

@@ -207,6 +207,10 @@ pub(crate) struct RotateArgs {
     /// A new expiry (default: keep the current one).
     #[arg(long, value_parser = parse_expiry, value_name = "EXPIRY")]
     pub(crate) expires: Option<ExpiryPreset>,
+    /// End the grace period of the previous secret now if it still runs (without this, a
+    /// rotation inside that period is refused).
+    #[arg(long)]
+    pub(crate) end_grace: bool,
 }
 
 /// Token ids for `disable`, `enable`, `revoke` and `delete`.
