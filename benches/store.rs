@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use keygate::cache::CacheConfig;
 use keygate::{
-    IssueRequest, MemoryStore, PageRequest, PostgresStore, ProjectId, Projects, Scope, ScopeSet,
-    ServerKey, SqliteStore, TokenFilter, TokenManager, TokenStore,
+    IssueRequest, MemoryStore, PostgresStore, Projects, Scope, ScopeSet, ServerKey, SqliteStore,
+    TokenManager, scope::ProjectId, store::PageRequest, store::TokenFilter, store::TokenStore,
 };
 
 const TOKENS: usize = 100_000;

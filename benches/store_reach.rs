@@ -22,8 +22,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keygate::digest::StoredDigest;
 use keygate::store::Reach;
 use keygate::{
-    Expiry, PageRequest, PostgresStore, Projects, ScopeSet, SqliteStore, TokenFilter, TokenId,
-    TokenRecord, TokenStatus, TokenStore,
+    Expiry, PostgresStore, Projects, ScopeSet, SqliteStore, TokenId, TokenRecord, TokenStatus,
+    store::PageRequest, store::TokenFilter, store::TokenStore,
 };
 use sqlx::QueryBuilder;
 
@@ -107,7 +107,7 @@ fn record(i: usize, now: DateTime<Utc>) -> TokenRecord {
         projects,
         metadata,
         digest: StoredDigest {
-            digest: keygate::Digest::from_bytes(digest),
+            digest: keygate::digest::Digest::from_bytes(digest),
             key_version: 1,
         },
         retired: Vec::new(),

@@ -20,8 +20,8 @@ use chrono::Duration;
 use criterion::Criterion;
 use hmac::{Hmac, Mac};
 use keygate::{
-    ExpiryPreset, IssueRequest, MemoryStore, ScopeSet, ServerKey, TokenFormat, TokenId,
-    TokenManager,
+    ExpiryPreset, IssueRequest, MemoryStore, ScopeSet, ServerKey, TokenId, TokenManager,
+    token::TokenFormat,
 };
 use sha2::Sha256;
 use subtle::ConstantTimeEq;

@@ -5,8 +5,8 @@
 
 use chrono::Duration;
 use keygate::{
-    ExpiryPreset, IssueRequest, ManualClock, MemoryStore, PageRequest, Projects, RotateRequest,
-    Scope, ScopeSet, ServerKey, TokenFilter, TokenManager,
+    ExpiryPreset, IssueRequest, MemoryStore, Projects, RotateRequest, Scope, ScopeSet, ServerKey,
+    TokenManager, expiry::ManualClock, store::PageRequest, store::TokenFilter,
 };
 
 #[tokio::main(flavor = "current_thread")]

@@ -31,14 +31,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::axum::{Keygate, ScopeRequirement, Scoped};
 use keygate::cache::CacheConfig;
-use keygate::store::postgres::{ListenerHandle, PostgresStore};
-use keygate::store::{SqlStore, TokenFilter};
 use keygate::{
-    ExpiryPreset, IssueRequest, PageRequest, ProjectId, Scope, ScopeSet, ServerKey, TokenManager,
-    TokenStatus, VerifiedToken,
+    ExpiryPreset, IssueRequest, Scope, ScopeSet, ServerKey, TokenManager, TokenStatus,
+    VerifiedToken, scope::ProjectId, store::PageRequest,
 };
+use keygate::{PostgresStore, store::ListenerHandle};
+use keygate::{axum::Keygate, axum::ScopeRequirement, axum::Scoped};
+use keygate::{store::SqlStore, store::TokenFilter};
 use serde::{Deserialize, Serialize};
 
 /// The owner of the token created on first start.

@@ -55,7 +55,7 @@
 //! - **Shown once.** The plaintext exists in the value returned by `issue`/`rotate`
 //!   ([`IssuedToken`], zeroized on drop, redacted `Debug`, no `Display`, no `Clone`, no
 //!   serde) and in the request being verified.
-//! - **Constant-time comparison** of digests on fixed 32-byte arrays ([`Digest`]'s
+//! - **Constant-time comparison** of digests on fixed 32-byte arrays ([`Digest`](digest::Digest)'s
 //!   `PartialEq` is constant time).
 //! - **Lookup by digest.** Verification finds a token by the keyed digest of the whole
 //!   presented token, as GitHub, Stripe and Unkey do, so an unknown id and a wrong secret
@@ -76,6 +76,18 @@
 //! attempts (put a limiter in front), protection against a compromised host process, and
 //! zeroization beyond best effort (the key schedule inside the HMAC state and copies made
 //! by the allocator, the OS or your HTTP stack are out of its reach).
+//!
+//! # Where things are
+//!
+//! The crate root holds what a service needs on day one: [`TokenManager`] and its requests
+//! ([`IssueRequest`], [`RotateRequest`], [`TokenUpdate`]) and results ([`IssuedToken`],
+//! [`VerifiedToken`], [`TokenRecord`], [`TokenStatus`]), [`TokenId`], [`Scope`],
+//! [`ScopeSet`], [`Projects`], [`Expiry`], [`ExpiryPreset`], [`ServerKey`], [`Error`],
+//! [`VerifyError`] and the stores ([`MemoryStore`], `SqliteStore`, `PostgresStore`). Every
+//! other item is exported once, from its module: [`manager`] (builder, acting as a token,
+//! delegation, bulk actions), [`store`] (the trait, filters, pages), [`expiry`] (policy,
+//! clocks), [`scope`], [`record`], [`token`], [`digest`], [`error`], [`audit`], [`cache`],
+//! and with their features `http`, `tower`, `axum` and `testing`.
 //!
 //! # Features
 //!
@@ -114,19 +126,19 @@ pub mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use audit::{AuditEvent, AuditKind, AuditSink, TracingSink};
-pub use digest::{Digest, Keyring, ServerKey};
-pub use error::{AccessError, Error, StoreError, VerifyError};
-pub use expiry::{Clock, Expiry, ExpiryPolicy, ExpiryPreset, ManualClock, SystemClock};
-pub use manager::{
-    BulkAction, BulkReport, IssueRequest, IssuedToken, RotateRequest, Selection, TokenManager,
-    TokenUpdate, VerifiedToken,
-};
-pub use record::{TokenRecord, TokenStatus};
-pub use scope::{ProjectId, Projects, Scope, ScopeSet};
+// The paved path: what a service needs on day one. Everything else is exported once, from
+// its module.
+pub use digest::server_key::ServerKey;
+pub use error::kinds::{Error, VerifyError};
+pub use expiry::preset::{Expiry, ExpiryPreset};
+pub use manager::requests::{IssueRequest, RotateRequest, TokenUpdate};
+pub use manager::token_manager::TokenManager;
+pub use manager::tokens::{IssuedToken, VerifiedToken};
+pub use record::token::{TokenRecord, TokenStatus};
+pub use scope::set::{Projects, Scope, ScopeSet};
+pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use store::PostgresStore;
+pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use store::SqliteStore;
-pub use store::{MemoryStore, Page, PageRequest, TokenFilter, TokenStore};
-pub use token::{TokenFormat, TokenId, TokenSecret};
+pub use store::sqlite::SqliteStore;
+pub use token::id::TokenId;

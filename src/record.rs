@@ -1,59 +1,16 @@
-//! [`TokenRecord`]: everything a store keeps about a token. Never the plaintext.
+//! What goes with a [`TokenRecord`] (at the crate root, with [`TokenStatus`]): the chain of
+//! retired secrets, and the size [`Limits`] the manager enforces on what a record holds.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 
 use crate::digest::StoredDigest;
-use crate::expiry::Expiry;
 use crate::scope::{Projects, ScopeSet};
-use crate::token::TokenId;
 
-/// The lifecycle state of a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
-pub enum TokenStatus {
-    /// Usable.
-    Active,
-    /// Temporarily unusable; can be enabled again (Zabbix).
-    Disabled,
-    /// Permanently unusable; the record is kept for audit.
-    Revoked,
-}
+pub(crate) mod token;
 
-impl TokenStatus {
-    /// `"active"`, `"disabled"` or `"revoked"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TokenStatus::Active => "active",
-            TokenStatus::Disabled => "disabled",
-            TokenStatus::Revoked => "revoked",
-        }
-    }
-}
-
-impl fmt::Display for TokenStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for TokenStatus {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, crate::Error> {
-        match s {
-            "active" => Ok(TokenStatus::Active),
-            "disabled" => Ok(TokenStatus::Disabled),
-            "revoked" => Ok(TokenStatus::Revoked),
-            _ => Err(crate::Error::InvalidField {
-                field: "status",
-                reason: "expected active, disabled or revoked",
-            }),
-        }
-    }
-}
+pub(crate) use token::{TokenRecord, TokenStatus};
 
 /// Most retired secrets a record keeps (see [`TokenRecord::retired`]).
 pub const MAX_RETIRED_SECRETS: usize = 8;
@@ -66,54 +23,6 @@ pub struct RetiredSecret {
     /// The old secret is accepted strictly before this instant (the end of its rotation
     /// grace period). Using it at or after this instant is reported as `authn_token_reuse`.
     pub valid_until: DateTime<Utc>,
-}
-
-/// Everything a store keeps about one token.
-///
-/// Stores persist every field and give it back unchanged (timestamps at microsecond
-/// precision). The record holds digests, never the secret; its `Debug` output redacts them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenRecord {
-    /// Public id: the key of every management operation (verification finds a token by its
-    /// digest).
-    pub id: TokenId,
-    /// Human-readable name.
-    pub name: String,
-    /// Free-form description.
-    pub description: String,
-    /// The user or service the token acts for.
-    pub owner: String,
-    /// Who created the token (a user, `system`, or the id of the acting token).
-    pub created_by: String,
-    /// Creation instant.
-    pub created_at: DateTime<Utc>,
-    /// Last change to the record (not counting `last_used_at`).
-    pub updated_at: DateTime<Utc>,
-    /// When the current secret was issued: at creation, or by the last rotation. The
-    /// [`ExpiryPolicy`](crate::ExpiryPolicy) lifetime cap counts from here, whatever
-    /// updates happen in between.
-    pub secret_issued_at: DateTime<Utc>,
-    /// When the token expires.
-    pub expiry: Expiry,
-    /// Active, disabled or revoked.
-    pub status: TokenStatus,
-    /// What the token may do.
-    pub scopes: ScopeSet,
-    /// Which projects it may act on.
-    pub projects: Projects,
-    /// Free-form string metadata.
-    pub metadata: BTreeMap<String, String>,
-    /// Digest of the current secret and its key version.
-    pub digest: StoredDigest,
-    /// Secrets replaced by rotations, newest first, at most [`MAX_RETIRED_SECRETS`]. A
-    /// store finds the record by any of their digests, so that using any retired secret
-    /// is recognised (`authn_token_reuse`) rather than unknown. At most the newest one can
-    /// still be inside its grace period: a rotation while a grace period runs must end it.
-    pub retired: Vec<RetiredSecret>,
-    /// Last successful verification (updated at most once per interval; may lag).
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// Optimistic-concurrency version: starts at 1, incremented by every `update`.
-    pub version: u64,
 }
 
 /// Size limits on what a token may hold and what one call may touch, enforced by the

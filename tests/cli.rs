@@ -16,8 +16,8 @@ use std::process::Stdio;
 use chrono::{Duration, Utc};
 use cli_support::{Cli, PgSchema, Run, binary, block_on, new_pepper};
 use keygate::{
-    Keyring, PageRequest, ProjectId, Projects, Scope, ServerKey, TokenFilter, TokenId,
-    TokenManager, TokenRecord, VerifyError,
+    Projects, Scope, ServerKey, TokenId, TokenManager, TokenRecord, VerifyError, digest::Keyring,
+    scope::ProjectId, store::PageRequest, store::TokenFilter,
 };
 
 const OK: i32 = 0;
@@ -630,10 +630,17 @@ fn the_last_admin_token_is_not_revoked_disabled_or_deleted() {
     cli.create_token("root", &["--id", "root", "--admin"]);
     for command in ["revoke", "disable", "delete"] {
         let run = cli.run(&["token", command, "root"]).expect_code(USAGE);
-        assert!(run.stderr.contains("last active `*` token"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("last active `*` token"),
+            "{}",
+            run.stderr
+        );
     }
     let root = record(&cli, "root");
-    assert_eq!((root.status, root.version), (keygate::TokenStatus::Active, 1));
+    assert_eq!(
+        (root.status, root.version),
+        (keygate::TokenStatus::Active, 1)
+    );
     // With a second admin token, the first may go.
     cli.create_token("spare", &["--id", "spare", "--admin"]);
     cli.run(&["token", "revoke", "root"]).expect_code(OK);

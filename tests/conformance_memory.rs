@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use keygate::{MemoryStore, TokenStore};
+use keygate::{MemoryStore, store::TokenStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{Duration, SubsecRound, Utc};
 use keygate::record::Limits;
 use keygate::{
-    AccessError, AuditEvent, AuditKind, BulkAction, Error, ExpiryPolicy, ExpiryPreset,
-    IssueRequest, IssuedToken, ManualClock, MemoryStore, Projects, RotateRequest, ScopeSet,
-    Selection, ServerKey, TokenFilter, TokenId, TokenManager, TokenStatus, TokenUpdate,
-    VerifiedToken, VerifyError,
+    Error, ExpiryPreset, IssueRequest, IssuedToken, MemoryStore, Projects, RotateRequest, ScopeSet,
+    ServerKey, TokenId, TokenManager, TokenStatus, TokenUpdate, VerifiedToken, VerifyError,
+    audit::AuditEvent, audit::AuditKind, error::AccessError, expiry::ExpiryPolicy,
+    expiry::ManualClock, manager::BulkAction, manager::Selection, store::TokenFilter,
 };
 
 type Events = Arc<Mutex<Vec<AuditEvent>>>;

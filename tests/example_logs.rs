@@ -14,7 +14,7 @@ mod log_capture;
 #[path = "../examples/server.rs"]
 mod server;
 
-use keygate::{ServerKey, TokenId, TokenStore};
+use keygate::{ServerKey, TokenId, store::TokenStore};
 use log_capture::{Capture, forms, found, subscriber};
 use serde_json::{Value, json};
 
@@ -142,7 +142,7 @@ fn example_service_life_leaks_nothing_into_logs() {
     let text = String::from_utf8_lossy(&logs);
     let mut needles = forms("server key", &key_bytes);
     for (i, token) in secrets.iter().enumerate() {
-        let parsed = keygate::TokenFormat::new("kg").unwrap();
+        let parsed = keygate::token::TokenFormat::new("kg").unwrap();
         let secret_part = parsed.parse(token).unwrap().secret().to_owned();
         needles.push((format!("token {i}"), token.as_bytes().to_vec()));
         needles.push((format!("secret part {i}"), secret_part.into_bytes()));

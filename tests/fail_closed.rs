@@ -21,8 +21,8 @@ use keygate::store::{Page, PageRequest, TokenFilter};
 use keygate::testing::{Fault, FaultHandle, FaultyStore, StoreOp};
 use keygate::token::MAX_TOKEN_LEN;
 use keygate::{
-    Digest, Error, IssueRequest, MemoryStore, RotateRequest, ServerKey, StoreError, TokenFormat,
-    TokenId, TokenManager, TokenRecord, TokenStore, VerifyError,
+    Error, IssueRequest, MemoryStore, RotateRequest, ServerKey, TokenId, TokenManager, TokenRecord,
+    VerifyError, digest::Digest, error::StoreError, store::TokenStore, token::TokenFormat,
 };
 
 async fn setup(cache: bool) -> (TokenManager, FaultHandle, Vec<String>) {

@@ -19,7 +19,8 @@ use chrono::Duration;
 use http_support::{Server, client, faulty_store};
 use keygate::axum::Keygate;
 use keygate::{
-    ExpiryPolicy, IssueRequest, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus,
+    IssueRequest, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus,
+    expiry::ExpiryPolicy,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -132,7 +133,10 @@ impl Api {
         let page = self
             .keygate
             .manager()
-            .list(&Default::default(), &keygate::PageRequest::first(1000))
+            .list(
+                &Default::default(),
+                &keygate::store::PageRequest::first(1000),
+            )
             .await
             .unwrap();
         page.items.iter().map(|r| r.id.to_string()).collect()

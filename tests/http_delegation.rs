@@ -194,7 +194,10 @@ async fn requests_over_a_limit_name_it_and_change_nothing() {
     let count = || async {
         api.keygate
             .manager()
-            .list(&Default::default(), &keygate::PageRequest::first(1000))
+            .list(
+                &Default::default(),
+                &keygate::store::PageRequest::first(1000),
+            )
             .await
             .unwrap()
             .items

@@ -24,8 +24,8 @@ use http_support::{Server, client, faulty_store, snapshot};
 use keygate::axum::{Keygate, ScopeRequirement, Scoped};
 use keygate::http::AuthConfig;
 use keygate::{
-    ExpiryPreset, IssueRequest, ManualClock, ProjectId, Projects, RotateRequest, ScopeSet,
-    ServerKey, TokenId, TokenManager, VerifiedToken,
+    ExpiryPreset, IssueRequest, Projects, RotateRequest, ScopeSet, ServerKey, TokenId,
+    TokenManager, VerifiedToken, expiry::ManualClock, scope::ProjectId,
 };
 
 const INVALID_TOKEN: &str = r#"Bearer realm="test", error="invalid_token""#;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use keygate::digest::{StoredDigest, hmac_sha256};
 use keygate::{
-    Expiry, Keyring, MemoryStore, Projects, ScopeSet, ServerKey, TokenFormat, TokenId,
-    TokenManager, TokenRecord, TokenStatus, TokenStore,
+    Expiry, MemoryStore, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenRecord,
+    TokenStatus, digest::Keyring, store::TokenStore, token::TokenFormat,
 };
 
 const ID: &str = "ci-deploy_01";
@@ -81,7 +81,7 @@ async fn pinned_record_verifies() {
         projects: Projects::All,
         metadata: Default::default(),
         digest: StoredDigest {
-            digest: keygate::Digest::from_bytes(digest),
+            digest: keygate::digest::Digest::from_bytes(digest),
             key_version: 1,
         },
         retired: Vec::new(),

@@ -14,8 +14,8 @@
 
 use keygate::digest::hmac_sha256;
 use keygate::{
-    IssueRequest, Keyring, MemoryStore, ServerKey, TokenFormat, TokenId, TokenManager, TokenStore,
-    VerifyError,
+    IssueRequest, MemoryStore, ServerKey, TokenId, TokenManager, VerifyError, digest::Keyring,
+    store::TokenStore, token::TokenFormat,
 };
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -236,7 +236,7 @@ async fn one_bit_flip_of_the_stored_digest_fails() {
         let mut r = (*store.get(&id).await.unwrap().unwrap()).clone();
         let mut d = *original.digest.digest.as_bytes();
         d[i / 8] ^= 1 << (i % 8);
-        r.digest.digest = keygate::Digest::from_bytes(d);
+        r.digest.digest = keygate::digest::Digest::from_bytes(d);
         store.update(&r).await.unwrap();
         let got = manager.verify(&token).await;
         assert!(

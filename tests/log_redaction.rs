@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use keygate::{
-    IssueRequest, ManualClock, MemoryStore, RotateRequest, Scope, ScopeSet, ServerKey, TokenFormat,
-    TokenId, TokenManager, TokenStore, VerifyError,
+    IssueRequest, MemoryStore, RotateRequest, Scope, ScopeSet, ServerKey, TokenId, TokenManager,
+    VerifyError, expiry::ManualClock, store::TokenStore, token::TokenFormat,
 };
 
 use log_capture::{Capture, forms, found, subscriber};

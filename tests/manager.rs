@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use chrono::{Duration, TimeZone, Utc};
 use keygate::cache::CacheConfig;
 use keygate::{
-    AuditEvent, AuditKind, BulkAction, Error, Expiry, ExpiryPolicy, ExpiryPreset, IssueRequest,
-    Keyring, ManualClock, MemoryStore, PageRequest, ProjectId, Projects, RotateRequest, Scope,
-    ScopeSet, Selection, ServerKey, TokenFilter, TokenId, TokenManager, TokenStatus, TokenStore,
-    TokenUpdate, VerifyError,
+    Error, Expiry, ExpiryPreset, IssueRequest, MemoryStore, Projects, RotateRequest, Scope,
+    ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus, TokenUpdate, VerifyError,
+    audit::AuditEvent, audit::AuditKind, digest::Keyring, expiry::ExpiryPolicy,
+    expiry::ManualClock, manager::BulkAction, manager::Selection, scope::ProjectId,
+    store::PageRequest, store::TokenFilter, store::TokenStore,
 };
 
 #[derive(Clone, Default)]
@@ -879,39 +880,42 @@ async fn last_used_is_written_at_most_once_per_interval() {
     }
     #[async_trait::async_trait]
     impl TokenStore for CountingTouches {
-        async fn insert(&self, r: &keygate::TokenRecord) -> Result<(), keygate::StoreError> {
+        async fn insert(&self, r: &keygate::TokenRecord) -> Result<(), keygate::error::StoreError> {
             self.inner.insert(r).await
         }
         async fn get(
             &self,
             id: &TokenId,
-        ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::StoreError> {
+        ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::error::StoreError> {
             self.inner.get(id).await
         }
         async fn find_by_digest(
             &self,
             d: &keygate::digest::Digest,
-        ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::StoreError> {
+        ) -> Result<Option<Arc<keygate::TokenRecord>>, keygate::error::StoreError> {
             self.inner.find_by_digest(d).await
         }
-        async fn update(&self, r: &keygate::TokenRecord) -> Result<u64, keygate::StoreError> {
+        async fn update(
+            &self,
+            r: &keygate::TokenRecord,
+        ) -> Result<u64, keygate::error::StoreError> {
             self.inner.update(r).await
         }
-        async fn delete(&self, id: &TokenId) -> Result<bool, keygate::StoreError> {
+        async fn delete(&self, id: &TokenId) -> Result<bool, keygate::error::StoreError> {
             self.inner.delete(id).await
         }
         async fn list(
             &self,
             f: &TokenFilter,
             p: &PageRequest,
-        ) -> Result<keygate::Page, keygate::StoreError> {
+        ) -> Result<keygate::store::Page, keygate::error::StoreError> {
             self.inner.list(f, p).await
         }
         async fn touch(
             &self,
             id: &TokenId,
             at: chrono::DateTime<Utc>,
-        ) -> Result<(), keygate::StoreError> {
+        ) -> Result<(), keygate::error::StoreError> {
             self.touches
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.touch(id, at).await

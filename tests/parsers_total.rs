@@ -13,7 +13,7 @@ use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use keygate::store::Cursor;
 use keygate::token::MAX_TOKEN_LEN;
-use keygate::{ExpiryPreset, Scope, ScopeSet, ServerKey, TokenFormat, TokenId, VerifyError};
+use keygate::{ExpiryPreset, Scope, ScopeSet, ServerKey, TokenId, VerifyError, token::TokenFormat};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {

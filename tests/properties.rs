@@ -5,7 +5,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use keygate::{Scope, ScopeSet, TokenFormat, TokenId, VerifyError};
+use keygate::{Scope, ScopeSet, TokenId, VerifyError, token::TokenFormat};
 use proptest::prelude::*;
 
 fn id_strategy() -> impl Strategy<Value = String> {

@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use keygate::digest::StoredDigest;
-use keygate::{Digest, IssueRequest, Keyring, MemoryStore, ServerKey, TokenManager, TokenStore};
+use keygate::{
+    IssueRequest, MemoryStore, ServerKey, TokenManager, digest::Digest, digest::Keyring,
+    store::TokenStore,
+};
 
 /// Every way the bytes could leak through `Debug`: as text, hex (both cases), and as a
 /// decimal byte list (what `#[derive(Debug)]` on a byte array prints).

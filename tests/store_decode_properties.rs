@@ -9,10 +9,10 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use keygate::store::sqlite::SqliteStore;
+use keygate::SqliteStore;
 use keygate::{
-    IssueRequest, Projects, RotateRequest, ScopeSet, ServerKey, StoreError, TokenManager,
-    TokenStore,
+    IssueRequest, Projects, RotateRequest, ScopeSet, ServerKey, TokenManager, error::StoreError,
+    store::TokenStore,
 };
 use proptest::prelude::*;
 

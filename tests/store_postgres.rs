@@ -12,7 +12,8 @@ use std::time::Duration;
 use keygate::store::SqlStore;
 use keygate::testing::sample_record;
 use keygate::{
-    IssueRequest, ServerKey, StoreError, TokenFilter, TokenManager, TokenStore, VerifyError,
+    IssueRequest, ServerKey, TokenManager, VerifyError, error::StoreError, store::TokenFilter,
+    store::TokenStore,
 };
 use sqlx::postgres::PgListener;
 
@@ -219,7 +220,7 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
 /// (sqlx's own decoding panics on these).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrepresentable_timestamp_is_a_backend_error_naming_its_column() {
-    use keygate::{PageRequest, RotateRequest};
+    use keygate::{RotateRequest, store::PageRequest};
     let Some((schema, store)) = TestSchema::new().await else {
         return;
     };
@@ -302,7 +303,7 @@ async fn an_unrepresentable_timestamp_is_a_backend_error_naming_its_column() {
 async fn written_record(
     store: &keygate::PostgresStore,
     id: &keygate::TokenId,
-) -> (keygate::Digest, keygate::Digest) {
+) -> (keygate::digest::Digest, keygate::digest::Digest) {
     let (current, retired): (Vec<u8>, Vec<u8>) = sqlx::query_as(&format!(
         "SELECT digest, retired_digests[1] FROM \"{}\".keygate_tokens WHERE id = $1",
         store.schema()
@@ -311,7 +312,7 @@ async fn written_record(
     .fetch_one(store.pool())
     .await
     .expect("digests");
-    let digest = |b: &[u8]| keygate::Digest::from_slice(b).expect("32 bytes");
+    let digest = |b: &[u8]| keygate::digest::Digest::from_slice(b).expect("32 bytes");
     (digest(&current), digest(&retired))
 }
 

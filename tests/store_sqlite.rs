@@ -9,8 +9,8 @@ use std::sync::Arc;
 use keygate::store::SqlStore;
 use keygate::testing::sample_record;
 use keygate::{
-    IssueRequest, ServerKey, SqliteStore, StoreError, TokenFilter, TokenManager, TokenStore,
-    VerifyError,
+    IssueRequest, ServerKey, SqliteStore, TokenManager, VerifyError, error::StoreError,
+    store::TokenFilter, store::TokenStore,
 };
 
 async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
@@ -282,7 +282,7 @@ async fn an_in_memory_database_keeps_its_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scope_listings_page_in_order_and_follow_updates() {
     use chrono::Duration;
-    use keygate::{PageRequest, Scope};
+    use keygate::{Scope, store::PageRequest};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let t0 = chrono::Utc::now() - Duration::hours(1);
@@ -567,7 +567,7 @@ async fn migrate_leaves_foreign_keys_enforced() {
 async fn a_reach_combines_with_the_scope_filter() {
     use chrono::Duration;
     use keygate::store::Reach;
-    use keygate::{Expiry, PageRequest, Projects, Scope, ScopeSet};
+    use keygate::{Expiry, Projects, Scope, ScopeSet, store::PageRequest};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let t0 = chrono::Utc::now() - Duration::hours(1);

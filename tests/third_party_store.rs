@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keygate::digest::Digest;
 use keygate::store::{Page, PageRequest, TokenFilter};
-use keygate::{StoreError, TokenId, TokenRecord, TokenStore};
+use keygate::{TokenId, TokenRecord, error::StoreError, store::TokenStore};
 use tokio::sync::Mutex;
 
 /// A deliberately different implementation: an async mutex over a map ordered by id, with

@@ -3,7 +3,7 @@
 #![no_main]
 
 use keygate::token::MAX_TOKEN_LEN;
-use keygate::{TokenFormat, TokenId, VerifyError};
+use keygate::{token::TokenFormat, TokenId, VerifyError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

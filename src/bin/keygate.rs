@@ -20,8 +20,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keygate::{
-    IssueRequest, Keyring, PageRequest, Projects, RotateRequest, Scope, ScopeSet, ServerKey,
-    TokenFilter, TokenId, TokenManager, TokenStatus, TokenStore, VerifyError,
+    IssueRequest, Projects, RotateRequest, Scope, ScopeSet, ServerKey, TokenId, TokenManager,
+    TokenStatus, VerifyError, digest::Keyring, store::PageRequest, store::TokenFilter,
+    store::TokenStore,
 };
 use zeroize::Zeroizing;
 
@@ -131,7 +132,7 @@ impl Context<'_> {
         } else {
             None
         };
-        keygate::TokenFormat::new(self.prefix)
+        keygate::token::TokenFormat::new(self.prefix)
             .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
         let store = location.open().await?;
         self.manager(store, keyring)
@@ -415,7 +416,7 @@ async fn verify(ctx: &Context<'_>, json: bool) -> Result<u8, Failure> {
     // Inputs first, then the token, then the database.
     let location = ctx.location()?;
     let keyring = ctx.keyring()?;
-    keygate::TokenFormat::new(ctx.prefix)
+    keygate::token::TokenFormat::new(ctx.prefix)
         .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
     let token = read_token_line()?;
     let manager = ctx.manager(location.open().await?, Some(keyring))?;

@@ -11,7 +11,7 @@
 //! - **Lifetime**: never creates a token, or moves a token's expiry (its own included),
 //!   beyond its own expiry; `never` only from a token that never expires. Rotating a token
 //!   that outlives the actor needs a new expiry within the actor's. The
-//!   [`ExpiryPolicy`](crate::ExpiryPolicy) cap counts from issue or the last rotation
+//!   [`ExpiryPolicy`](crate::expiry::ExpiryPolicy) cap counts from issue or the last rotation
 //!   (`TokenRecord::secret_issued_at`), whatever updates happen.
 //! - **Attribution**: `created_by` is `token:<actor id>`, set by keygate; a request that
 //!   names a creator is refused.

@@ -202,7 +202,7 @@ impl TokenManager {
 
     /// Rotates ("regenerates") a token: a new secret for the same id and settings, optionally
     /// a new expiry. The old secret stays valid for `req.grace` (default zero); presenting it
-    /// afterwards fails with [`VerifyError::RotatedOut`] and is audited as
+    /// afterwards fails with [`VerifyError::RotatedOut`](crate::VerifyError::RotatedOut) and is audited as
     /// `authn_token_reuse`, and so does every earlier retired secret (the record keeps the
     /// last [`MAX_RETIRED_SECRETS`]).
     ///

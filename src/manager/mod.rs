@@ -1,30 +1,37 @@
-//! [`TokenManager`]: issue, verify, rotate, enable, disable, revoke, delete, update, list.
+//! What goes with the [`TokenManager`] (at the crate root, with its request and token types):
+//! its builder, management on behalf of a token ([`ActingAs`] and the [`delegation`] rules),
+//! bulk actions, and the manager's constants.
 
 mod acting_as;
+mod bulk;
 pub mod delegation;
 mod lifecycle;
-mod requests;
-mod tokens;
+pub(crate) mod requests;
+pub(crate) mod token_manager;
+pub(crate) mod tokens;
 mod touch;
 mod verify;
 
 pub use acting_as::ActingAs;
-pub use requests::{BulkAction, BulkReport, IssueRequest, RotateRequest, Selection, TokenUpdate};
-pub use tokens::{IssuedToken, VerifiedToken};
+pub use bulk::{BulkAction, BulkReport, Selection};
+pub(crate) use requests::{IssueRequest, RotateRequest, TokenUpdate};
+pub(crate) use token_manager::TokenManager;
+pub(crate) use tokens::{IssuedToken, VerifiedToken};
 
+use token_manager::Inner;
 use touch::Toucher;
 
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
-use crate::audit::{AuditEvent, AuditKind, AuditSink, TracingSink};
+use crate::audit::AuditSink;
 use crate::cache::{CacheConfig, VerifyCache};
 use crate::digest::{Keyring, ServerKey};
 use crate::error::Error;
-use crate::expiry::{Clock, ExpiryPolicy, ExpiryPreset, SystemClock};
-use crate::record::{Limits, TokenRecord};
+use crate::expiry::{Clock, ExpiryPolicy, ExpiryPreset};
+use crate::record::Limits;
 use crate::store::TokenStore;
 use crate::token::{TokenFormat, TokenId};
 
@@ -39,39 +46,6 @@ pub const DEFAULT_EXPIRY: ExpiryPreset = ExpiryPreset::Days30;
 pub const MAX_ROTATION_GRACE: Duration = Duration::days(30);
 /// Retries of an idempotent change (enable, disable, revoke, update) after a version conflict.
 const CONFLICT_RETRIES: usize = 8;
-
-/// Issues, verifies and manages API tokens over a [`TokenStore`].
-///
-/// Cheap to clone (an `Arc` inside); share one per process.
-#[derive(Clone)]
-pub struct TokenManager {
-    inner: Arc<Inner>,
-    /// Refuse changes that would leave no active `*` token (off only through
-    /// [`TokenManager::allowing_no_admin`]).
-    guard_admin: bool,
-}
-
-struct Inner {
-    store: Arc<dyn TokenStore>,
-    keyring: Keyring,
-    format: TokenFormat,
-    policy: ExpiryPolicy,
-    clock: Arc<dyn Clock>,
-    audit: Arc<dyn AuditSink>,
-    touch: Toucher,
-    cache: Option<VerifyCache>,
-    limits: Limits,
-}
-
-impl fmt::Debug for TokenManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenManager")
-            .field("prefix", &self.inner.format.prefix())
-            .field("keyring", &self.inner.keyring)
-            .field("policy", &self.inner.policy)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Configures a [`TokenManager`]. Start with [`TokenManager::builder`].
 pub struct TokenManagerBuilder {
@@ -132,13 +106,13 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// Sets the clock (default: [`SystemClock`]).
+    /// Sets the clock (default: [`SystemClock`](crate::expiry::SystemClock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    /// Sets the audit sink (default: [`TracingSink`]).
+    /// Sets the audit sink (default: [`TracingSink`](crate::audit::TracingSink)).
     pub fn audit_sink(mut self, sink: impl AuditSink) -> Self {
         self.audit = Arc::new(sink);
         self
@@ -188,94 +162,6 @@ impl TokenManagerBuilder {
             }),
             guard_admin: true,
         })
-    }
-}
-
-impl TokenManager {
-    /// Starts configuring a manager over `store`. A server key is required.
-    ///
-    /// `store` may be any [`TokenStore`], including `Arc<dyn TokenStore>` and `Arc<S>`.
-    pub fn builder(store: impl TokenStore + 'static) -> TokenManagerBuilder {
-        TokenManagerBuilder {
-            store: Arc::new(store),
-            keyring: None,
-            format: TokenFormat::default(),
-            policy: ExpiryPolicy::default(),
-            clock: Arc::new(SystemClock),
-            audit: Arc::new(TracingSink),
-            touch_interval: DEFAULT_TOUCH_INTERVAL,
-            cache: None,
-            limits: Limits::default(),
-            error: None,
-        }
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn TokenStore> {
-        &self.inner.store
-    }
-
-    /// The token format (prefix, secret length).
-    pub fn format(&self) -> &TokenFormat {
-        &self.inner.format
-    }
-
-    /// The expiry policy.
-    pub fn expiry_policy(&self) -> &ExpiryPolicy {
-        &self.inner.policy
-    }
-
-    /// The size limits.
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
-    }
-
-    /// The current time by the manager's clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
-    }
-
-    /// Management on behalf of `actor`, bounded on every axis of a token (no escalation):
-    /// scopes, projects, owner, lifetime, attribution, visibility and size, as the
-    /// [`delegation`] module states. A change beyond the actor's bounds is refused with
-    /// [`Error::Escalation`]; tokens outside its reach are reported as not found.
-    ///
-    /// Which operations an actor may perform at all (e.g. requiring `tokens:write`) is the
-    /// caller's policy; the admin router of feature `axum` enforces one.
-    pub fn acting_as(&self, actor: &VerifiedToken) -> ActingAs<'_> {
-        ActingAs {
-            manager: self,
-            actor: actor.clone(),
-        }
-    }
-
-    /// Drops any cached verification of `id`, so the next verification reads the store.
-    /// Called for every change made through this manager; call it when a change was made
-    /// elsewhere (the PostgreSQL store's listener does). A no-op without a cache.
-    pub fn invalidate(&self, id: &TokenId) {
-        if let Some(c) = &self.inner.cache {
-            c.remove(id);
-        }
-    }
-
-    /// Drops every cached verification. A no-op without a cache.
-    pub fn invalidate_all(&self) {
-        if let Some(c) = &self.inner.cache {
-            c.clear();
-        }
-    }
-
-    fn audit(&self, event: AuditEvent) {
-        self.inner.audit.record(&event);
-    }
-
-    fn event(&self, kind: AuditKind, record: &TokenRecord, actor: Option<&VerifiedToken>) {
-        self.audit(
-            AuditEvent::new(kind, self.now())
-                .token(&record.id)
-                .owner(&record.owner)
-                .actor(Some(actor_name(actor))),
-        );
     }
 }
 

@@ -4,19 +4,17 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 
-use crate::error::Error;
 use crate::expiry::ExpiryPreset;
 use crate::scope::{Projects, ScopeSet};
-use crate::store::TokenFilter;
 use crate::token::TokenId;
 
 /// What to issue. Create with [`IssueRequest::new`] and refine with the builder methods.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct IssueRequest {
-    /// A caller-chosen id; generated when `None`. [`RESERVED_IDS`] are refused.
+    /// A caller-chosen id; generated when `None`. [`RESERVED_IDS`](super::RESERVED_IDS) are refused.
     pub id: Option<TokenId>,
-    /// Human-readable name (required; at most 128 bytes by default [`Limits`]).
+    /// Human-readable name (required; at most 128 bytes by default [`Limits`](crate::record::Limits)).
     pub name: String,
     /// Description (at most 1024 bytes by default).
     pub description: String,
@@ -110,7 +108,7 @@ pub struct RotateRequest {
     /// this, such a rotation is refused).
     pub end_grace: bool,
     /// The record version the caller read; another stored version refuses the rotation
-    /// with [`Error::VersionMismatch`]. `None`: rotate whatever version is stored.
+    /// with [`Error::VersionMismatch`](crate::Error::VersionMismatch). `None`: rotate whatever version is stored.
     pub expected_version: Option<u64>,
 }
 
@@ -132,7 +130,7 @@ impl RotateRequest {
         self
     }
 
-    /// Ends a running grace period of the previous secret (see [`TokenManager::rotate`]).
+    /// Ends a running grace period of the previous secret (see [`TokenManager::rotate`](crate::TokenManager::rotate)).
     pub fn end_grace(mut self) -> Self {
         self.end_grace = true;
         self
@@ -162,7 +160,7 @@ pub struct TokenUpdate {
     /// New expiry.
     pub expiry: Option<ExpiryPreset>,
     /// The record version the caller read; another stored version refuses the change with
-    /// [`Error::VersionMismatch`]. `None`: change whatever version is stored.
+    /// [`Error::VersionMismatch`](crate::Error::VersionMismatch). `None`: change whatever version is stored.
     pub expected_version: Option<u64>,
 }
 
@@ -206,36 +204,4 @@ impl TokenUpdate {
         self.expected_version = Some(version);
         self
     }
-}
-
-/// A bulk action (Zabbix mass enable/disable; mass revoke).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BulkAction {
-    /// Enable every selected token (revoked ones fail).
-    Enable,
-    /// Disable every selected token (revoked ones fail).
-    Disable,
-    /// Revoke every selected token.
-    Revoke,
-}
-
-/// Which tokens a bulk action applies to.
-#[derive(Clone, Debug)]
-pub enum Selection {
-    /// These ids.
-    Ids(Vec<TokenId>),
-    /// Every token matching the filter (at the time of the call).
-    Filter(TokenFilter),
-}
-
-/// The outcome of a bulk action, per token. A failure for one token does not stop the others.
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct BulkReport {
-    /// Tokens whose status changed.
-    pub changed: Vec<TokenId>,
-    /// Tokens already in the target state.
-    pub unchanged: Vec<TokenId>,
-    /// Tokens that could not be changed, and why.
-    pub failed: Vec<(TokenId, Error)>,
 }

@@ -19,7 +19,7 @@ impl TokenManager {
     ///
     /// Order: length bound and parse (no store access for malformed input or a bad
     /// checksum); the digest of the presented token under each server-key version, current
-    /// first, each looked up with [`TokenStore::find_by_digest`] (through the cache, if on)
+    /// first, each looked up with [`TokenStore::find_by_digest`](crate::store::TokenStore::find_by_digest) (through the cache, if on)
     /// until a record holds it; the digest compared again in constant time, with the id and
     /// the key version; then revoked, disabled, expired, and rotated-out secret past its
     /// grace period. An unknown id and a wrong secret are the same miss

@@ -1,4 +1,6 @@
-//! The [`TokenStore`] trait, the types of its list API, and the in-memory store.
+//! The [`TokenStore`] trait, the types of its list API, and picking a SQL store by URL. The
+//! stores themselves ([`MemoryStore`](crate::MemoryStore), and `SqliteStore` / `PostgresStore` with their
+//! features) are at the crate root.
 //!
 //! A store keeps [`TokenRecord`]s. It never sees a plaintext token. Each method's doc
 //! comment is its contract; `keygate::testing` (feature `test-util`) has one conformance
@@ -16,21 +18,18 @@ use crate::record::{TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+pub(crate) mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub(crate) mod sqlite;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::ListenerHandle;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{SqlStore, connect};
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
 
 /// Persistent storage for token records.
 ///

@@ -1,62 +1,4 @@
-//! The PostgreSQL store (feature `postgres`): several service instances sharing one
-//! database, with cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), keygate::Error> {
-//! use keygate::cache::CacheConfig;
-//! use keygate::{PostgresStore, ServerKey, TokenManager};
-//!
-//! let store = PostgresStore::connect("postgres://app@db/app").await?.with_schema("auth")?;
-//! store.migrate().await?;
-//! let manager = TokenManager::builder(store.clone())
-//!     .server_key(ServerKey::generate())
-//!     .cache(CacheConfig::new())
-//!     .build()?;
-//! // Drop cached verifications when another instance revokes, disables, rotates, updates
-//! // or deletes a token. Keep the handle: dropping it stops the listener.
-//! let _listener = store.spawn_invalidation_listener(manager.clone()).await?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Schema
-//!
-//! Tables `keygate_tokens` and `keygate_schema_migrations` in the schema chosen with
-//! [`PostgresStore::with_schema`] (default `public`), so they sit beside the application's
-//! own tables. The id is the primary key; the current digest is a 32-byte `bytea` next to
-//! its key version, with a B-tree index; the secrets retired by rotations are three arrays
-//! of equal length, newest first (`retired_digests bytea[]`, `retired_key_versions
-//! bigint[]`, `retired_valid_until timestamptz[]`), the digests with a GIN index, so that
-//! verification finds a token by any of its digests in one query (a bitmap OR of the two
-//! indexes). No column holds a plaintext token. `secret_issued_at` is when the current
-//! secret was issued; for a token rotated before schema version 3 it was not recorded and
-//! the upgrade sets it to `created_at`, so the policy's lifetime cap then counts from
-//! creation (the conservative choice). Scopes and projects are `text[]` (projects
-//! `NULL` for "all projects", `{}` for none) with GIN indexes; owner, creator and status each
-//! have an index with the listing order `(created_at, id)`; expiry has its own. Ids, owners
-//! and creators use the `"C"` collation, so order and equality are by bytes.
-//! `name_contains` is a substring search, which no B-tree index can serve: it is evaluated on
-//! the rows the other conditions and the listing order select. A [`Reach`] is part of the
-//! listing query too (owner equality, a scope check per element of `scopes`, `projects <@`
-//! the reach's set), so a page costs what the index walk to fill it costs,
-//! never a fetch of everything.
-//!
-//! # Consistency
-//!
-//! An update is one statement: `UPDATE ... SET ..., version = version + 1, last_used_at =
-//! GREATEST(last_used_at, $new) WHERE id = $id AND version = $expected`, which also sends
-//! the notification (`pg_notify`) in the same transaction, so a notification is sent if and
-//! only if the change commits. Verification is one query by digest.
-//!
-//! # Bound on staleness across instances
-//!
-//! With a [`CacheConfig`](crate::cache::CacheConfig) on each instance's manager and
-//! [`PostgresStore::spawn_invalidation_listener`] running, a revoke, disable, rotate,
-//! update or delete on one instance reaches the others' caches within the notification
-//! latency (on loopback: a p99 of about a millisecond; see the `multi_instance` test). If a
-//! notification is lost (the listener's connection drops), the listener drops the whole
-//! cache when it reconnects, and no entry outlives the cache TTL (default 5 s, at most
-//! 60 s) in any case. So the bound is: notification latency normally, the cache TTL at worst.
+//! The PostgreSQL store: see [`PostgresStore`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -81,13 +23,6 @@ use crate::manager::TokenManager;
 use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
-
-/// The default schema.
-pub const DEFAULT_SCHEMA: &str = "public";
-
-/// How long [`PostgresStore::connect`]'s pool waits for a connection before failing a
-/// request with a store error.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest wait between two reconnection attempts of the invalidation listener.
 const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -114,6 +49,66 @@ const MIGRATIONS: &[Migration] = &[
 ///
 /// Cheap to clone (the pool and the statements are shared). Call
 /// [`migrate`](Self::migrate) once at start-up before using it.
+///
+/// The PostgreSQL store (feature `postgres`): several service instances sharing one
+/// database, with cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), keygate::Error> {
+/// use keygate::cache::CacheConfig;
+/// use keygate::{PostgresStore, ServerKey, TokenManager};
+///
+/// let store = PostgresStore::connect("postgres://app@db/app").await?.with_schema("auth")?;
+/// store.migrate().await?;
+/// let manager = TokenManager::builder(store.clone())
+///     .server_key(ServerKey::generate())
+///     .cache(CacheConfig::new())
+///     .build()?;
+/// // Drop cached verifications when another instance revokes, disables, rotates, updates
+/// // or deletes a token. Keep the handle: dropping it stops the listener.
+/// let _listener = store.spawn_invalidation_listener(manager.clone()).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Schema
+///
+/// Tables `keygate_tokens` and `keygate_schema_migrations` in the schema chosen with
+/// [`PostgresStore::with_schema`] (default `public`), so they sit beside the application's
+/// own tables. The id is the primary key; the current digest is a 32-byte `bytea` next to
+/// its key version, with a B-tree index; the secrets retired by rotations are three arrays
+/// of equal length, newest first (`retired_digests bytea[]`, `retired_key_versions
+/// bigint[]`, `retired_valid_until timestamptz[]`), the digests with a GIN index, so that
+/// verification finds a token by any of its digests in one query (a bitmap OR of the two
+/// indexes). No column holds a plaintext token. `secret_issued_at` is when the current
+/// secret was issued; for a token rotated before schema version 3 it was not recorded and
+/// the upgrade sets it to `created_at`, so the policy's lifetime cap then counts from
+/// creation (the conservative choice). Scopes and projects are `text[]` (projects
+/// `NULL` for "all projects", `{}` for none) with GIN indexes; owner, creator and status each
+/// have an index with the listing order `(created_at, id)`; expiry has its own. Ids, owners
+/// and creators use the `"C"` collation, so order and equality are by bytes.
+/// `name_contains` is a substring search, which no B-tree index can serve: it is evaluated on
+/// the rows the other conditions and the listing order select. A [`Reach`] is part of the
+/// listing query too (owner equality, a scope check per element of `scopes`, `projects <@`
+/// the reach's set), so a page costs what the index walk to fill it costs,
+/// never a fetch of everything.
+///
+/// # Consistency
+///
+/// An update is one statement: `UPDATE ... SET ..., version = version + 1, last_used_at =
+/// GREATEST(last_used_at, $new) WHERE id = $id AND version = $expected`, which also sends
+/// the notification (`pg_notify`) in the same transaction, so a notification is sent if and
+/// only if the change commits. Verification is one query by digest.
+///
+/// # Bound on staleness across instances
+///
+/// With a [`CacheConfig`](crate::cache::CacheConfig) on each instance's manager and
+/// [`PostgresStore::spawn_invalidation_listener`] running, a revoke, disable, rotate,
+/// update or delete on one instance reaches the others' caches within the notification
+/// latency (on loopback: a p99 of about a millisecond; see the `multi_instance` test). If a
+/// notification is lost (the listener's connection drops), the listener drops the whole
+/// cache when it reconnects, and no entry outlives the cache TTL (default 5 s, at most
+/// 60 s) in any case. So the bound is: notification latency normally, the cache TTL at worst.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -191,6 +186,13 @@ impl Statements {
 }
 
 impl PostgresStore {
+    /// The default schema.
+    pub const DEFAULT_SCHEMA: &str = "public";
+
+    /// How long [`PostgresStore::connect`]'s pool waits for a connection before failing a
+    /// request with a store error.
+    pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// A store over `pool`, in the schema `public`.
     ///
     /// For one round trip per verification, build the pool with
@@ -199,12 +201,12 @@ impl PostgresStore {
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             pool,
-            schema: DEFAULT_SCHEMA.into(),
-            sql: Arc::new(Statements::new(DEFAULT_SCHEMA)),
+            schema: PostgresStore::DEFAULT_SCHEMA.into(),
+            sql: Arc::new(Statements::new(PostgresStore::DEFAULT_SCHEMA)),
         }
     }
 
-    /// Connects a pool to `url` (`postgres://...`), waiting at most [`ACQUIRE_TIMEOUT`] for
+    /// Connects a pool to `url` (`postgres://...`), waiting at most [`PostgresStore::ACQUIRE_TIMEOUT`] for
     /// a connection per request, and makes a store over it.
     ///
     /// The pool does not ping a connection before handing it out, so a verification is one
@@ -212,7 +214,7 @@ impl PostgresStore {
     /// one request that uses it (a store error: fail closed) and is then discarded.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(PostgresStore::ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
             .connect(url)
             .await
@@ -340,7 +342,7 @@ impl PostgresStore {
             .min_connections(0)
             .idle_timeout(None)
             .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(PostgresStore::ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         let channel = self.sql.channel.clone();
         let listener = listen(&pool, &channel).await?;

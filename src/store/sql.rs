@@ -131,7 +131,7 @@ pub(crate) fn insert_error(e: sqlx::Error) -> StoreError {
 ///
 /// Implements [`TokenStore`] by delegating to the backend; match on it to reach
 /// backend-specific API such as
-/// [`PostgresStore::spawn_invalidation_listener`](crate::store::postgres::PostgresStore::spawn_invalidation_listener).
+/// [`PostgresStore::spawn_invalidation_listener`](crate::PostgresStore::spawn_invalidation_listener).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum SqlStore {
@@ -177,10 +177,10 @@ impl SqlStore {
     /// Connects to the database `url` names and applies keygate's migrations.
     ///
     /// - `sqlite:path`, `sqlite://path` or a plain file path: SQLite
-    ///   ([`SqliteStore::connect`](crate::store::sqlite::SqliteStore::connect): the file is
+    ///   ([`SqliteStore::connect`](crate::SqliteStore::connect): the file is
     ///   created if missing, WAL mode, busy timeout);
     /// - `postgres://...` or `postgresql://...`: PostgreSQL
-    ///   ([`PostgresStore::connect`](crate::store::postgres::PostgresStore::connect), tables in
+    ///   ([`PostgresStore::connect`](crate::PostgresStore::connect), tables in
     ///   the `public` schema).
     ///
     /// Fails with [`Error::InvalidConfig`] for another scheme or a backend whose feature is
@@ -216,7 +216,7 @@ impl SqlStore {
     }
 
     /// Keeps `manager`'s verification cache in step with other instances: for PostgreSQL,
-    /// starts [`PostgresStore::spawn_invalidation_listener`](crate::store::postgres::PostgresStore::spawn_invalidation_listener)
+    /// starts [`PostgresStore::spawn_invalidation_listener`](crate::PostgresStore::spawn_invalidation_listener)
     /// and returns its handle (keep it: dropping it stops the listener); for SQLite, which
     /// serves one instance, returns `Ok(None)`.
     #[cfg(feature = "postgres")]

@@ -1,47 +1,4 @@
-//! The SQLite store (feature `sqlite`): the embedded default for single-instance services.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), keygate::Error> {
-//! use keygate::{ServerKey, SqliteStore, TokenManager};
-//!
-//! // Creates the file on first start (WAL mode, 5 s busy timeout).
-//! let store = SqliteStore::connect("sqlite:keygate.db").await?;
-//! store.migrate().await?;
-//! let manager = TokenManager::builder(store).server_key(ServerKey::generate()).build()?;
-//! # let _ = manager;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Schema
-//!
-//! Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects`,
-//! `{prefix}token_retired_secrets` and `{prefix}schema_migrations` (prefix `keygate_` unless
-//! set with [`SqliteStore::with_table_prefix`]), so they sit beside the application's own
-//! tables. The id is the primary key; the digests are 32-byte blobs next to their key
-//! versions, each indexed (verification looks tokens up by digest); no column holds a
-//! plaintext token. The secrets retired by rotations are rows of
-//! `{prefix}token_retired_secrets`, `(token_id, position)` their key, position 0 the newest,
-//! with an index on the digest: verification finds a token by its current or any retired
-//! digest in one query, through the two digest indexes. Timestamps are integers
-//! (microseconds since the Unix epoch, UTC). `secret_issued_at` is when the current secret
-//! was issued; for a token rotated before schema version 3 it was not recorded and the
-//! upgrade sets it to `created_at`, so the policy's lifetime cap then counts from creation
-//! (the conservative choice). Every list filter has an index: owner, creator and status each
-//! with the listing order `(created_at, id)`; expiry; scope and project through their child
-//! tables; and "all projects" through a partial index. A [`Reach`] is part of the listing
-//! query too (owner equality, and per candidate row a primary-key probe of its scope and
-//! project rows), so a page costs what the index walk to fill it costs, never
-//! a fetch of everything. `name_contains` is a substring search, which no B-tree index can
-//! serve: it is evaluated on the rows the other conditions and the listing order select.
-//!
-//! # Concurrency
-//!
-//! Writes run in `BEGIN IMMEDIATE` transactions, so they queue for SQLite's single writer
-//! (waiting up to the busy timeout) instead of failing. An update is a compare-and-swap in
-//! one `UPDATE ... WHERE id = ? AND version = ?`, with the scope, project and retired-secret
-//! rows rewritten in the same transaction: nothing is ever half-written, and no update is
-//! lost across connections or processes.
+//! The SQLite store: see [`SqliteStore`].
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -70,13 +27,6 @@ use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
-/// The default table prefix.
-pub const DEFAULT_TABLE_PREFIX: &str = "keygate_";
-
-/// How long a connection waits for the database lock before failing (set by
-/// [`SqliteStore::connect`]).
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -99,6 +49,51 @@ const MIGRATIONS: &[Migration] = &[
 ///
 /// Cheap to clone (the pool and the statements are shared). Call
 /// [`migrate`](Self::migrate) once at start-up before using it.
+///
+/// The SQLite store (feature `sqlite`): the embedded default for single-instance services.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), keygate::Error> {
+/// use keygate::{ServerKey, SqliteStore, TokenManager};
+///
+/// // Creates the file on first start (WAL mode, 5 s busy timeout).
+/// let store = SqliteStore::connect("sqlite:keygate.db").await?;
+/// store.migrate().await?;
+/// let manager = TokenManager::builder(store).server_key(ServerKey::generate()).build()?;
+/// # let _ = manager;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Schema
+///
+/// Tables `{prefix}tokens`, `{prefix}token_scopes`, `{prefix}token_projects`,
+/// `{prefix}token_retired_secrets` and `{prefix}schema_migrations` (prefix `keygate_` unless
+/// set with [`SqliteStore::with_table_prefix`]), so they sit beside the application's own
+/// tables. The id is the primary key; the digests are 32-byte blobs next to their key
+/// versions, each indexed (verification looks tokens up by digest); no column holds a
+/// plaintext token. The secrets retired by rotations are rows of
+/// `{prefix}token_retired_secrets`, `(token_id, position)` their key, position 0 the newest,
+/// with an index on the digest: verification finds a token by its current or any retired
+/// digest in one query, through the two digest indexes. Timestamps are integers
+/// (microseconds since the Unix epoch, UTC). `secret_issued_at` is when the current secret
+/// was issued; for a token rotated before schema version 3 it was not recorded and the
+/// upgrade sets it to `created_at`, so the policy's lifetime cap then counts from creation
+/// (the conservative choice). Every list filter has an index: owner, creator and status each
+/// with the listing order `(created_at, id)`; expiry; scope and project through their child
+/// tables; and "all projects" through a partial index. A [`Reach`] is part of the listing
+/// query too (owner equality, and per candidate row a primary-key probe of its scope and
+/// project rows), so a page costs what the index walk to fill it costs, never
+/// a fetch of everything. `name_contains` is a substring search, which no B-tree index can
+/// serve: it is evaluated on the rows the other conditions and the listing order select.
+///
+/// # Concurrency
+///
+/// Writes run in `BEGIN IMMEDIATE` transactions, so they queue for SQLite's single writer
+/// (waiting up to the busy timeout) instead of failing. An update is a compare-and-swap in
+/// one `UPDATE ... WHERE id = ? AND version = ?`, with the scope, project and retired-secret
+/// rows rewritten in the same transaction: nothing is ever half-written, and no update is
+/// lost across connections or processes.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -214,6 +209,13 @@ impl Statements {
 }
 
 impl SqliteStore {
+    /// The default table prefix.
+    pub const DEFAULT_TABLE_PREFIX: &str = "keygate_";
+
+    /// How long a connection waits for the database lock before failing (set by
+    /// [`SqliteStore::connect`]).
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// A store over `pool`, with the default table prefix `keygate_`.
     ///
     /// For concurrent writers the pool's connections should use WAL mode and a busy
@@ -221,13 +223,13 @@ impl SqliteStore {
     pub fn new(pool: SqlitePool) -> Self {
         SqliteStore {
             pool,
-            prefix: DEFAULT_TABLE_PREFIX.into(),
-            sql: Arc::new(Statements::new(DEFAULT_TABLE_PREFIX)),
+            prefix: SqliteStore::DEFAULT_TABLE_PREFIX.into(),
+            sql: Arc::new(Statements::new(SqliteStore::DEFAULT_TABLE_PREFIX)),
         }
     }
 
     /// Opens (creating it if missing) the SQLite database at `url` (`sqlite:path` or
-    /// `sqlite://path`), in WAL mode with a [`BUSY_TIMEOUT`], and makes a store over it.
+    /// `sqlite://path`), in WAL mode with a [`SqliteStore::BUSY_TIMEOUT`], and makes a store over it.
     ///
     /// An in-memory database (`sqlite::memory:`) lives in one connection, so its pool
     /// holds exactly one connection, kept open for the pool's lifetime.
@@ -239,8 +241,12 @@ impl SqliteStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .acquire_timeout(BUSY_TIMEOUT)
-                .connect_with(options.busy_timeout(BUSY_TIMEOUT).foreign_keys(true))
+                .acquire_timeout(SqliteStore::BUSY_TIMEOUT)
+                .connect_with(
+                    options
+                        .busy_timeout(SqliteStore::BUSY_TIMEOUT)
+                        .foreign_keys(true),
+                )
                 .await
                 .map_err(StoreError::backend)?;
             return Ok(Self::new(pool));
@@ -258,10 +264,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(SqliteStore::BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .acquire_timeout(BUSY_TIMEOUT)
+            .acquire_timeout(SqliteStore::BUSY_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(StoreError::backend)?;

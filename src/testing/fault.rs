@@ -262,7 +262,7 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::MemoryStore;
 
     #[tokio::test]
     async fn passes_through_counts_and_fails_on_demand() {

@@ -15,7 +15,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use keygate::{Keyring, PostgresStore, ServerKey, SqliteStore, TokenManager, TokenStore};
+use keygate::{
+    PostgresStore, ServerKey, SqliteStore, TokenManager, digest::Keyring, store::TokenStore,
+};
 
 /// Every environment variable the binary reads; cleared so the caller's environment
 /// cannot leak into a test.

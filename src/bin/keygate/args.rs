@@ -1,7 +1,7 @@
 //! Command-line arguments (clap derive).
 
 use clap::{Args, Parser, Subcommand};
-use keygate::{ExpiryPreset, ProjectId, Scope, TokenId, TokenStatus};
+use keygate::{ExpiryPreset, Scope, TokenId, TokenStatus, scope::ProjectId};
 
 /// Shown at the end of `keygate --help`.
 const AFTER_HELP: &str = "\

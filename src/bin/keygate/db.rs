@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use keygate::{PostgresStore, SqliteStore, TokenStore};
+use keygate::{PostgresStore, SqliteStore, store::TokenStore};
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::fail::Failure;
@@ -112,7 +112,7 @@ impl Location {
                 .bind(&table)
                 .fetch_optional(store.pool())
                 .await
-                .map_err(|e| Failure::store(keygate::StoreError::backend(e)))?;
+                .map_err(|e| Failure::store(keygate::error::StoreError::backend(e)))?;
                 if migrated.unwrap_or(0) == 0 {
                     return Err(not_migrated());
                 }
@@ -125,7 +125,7 @@ impl Location {
                     .bind(&table)
                     .fetch_one(store.pool())
                     .await
-                    .map_err(|e| Failure::store(keygate::StoreError::backend(e)))?;
+                    .map_err(|e| Failure::store(keygate::error::StoreError::backend(e)))?;
                 if found.is_none() {
                     return Err(not_migrated());
                 }

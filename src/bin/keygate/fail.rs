@@ -41,7 +41,7 @@ impl Failure {
     }
 
     /// A store failure (exit 3), with its causes.
-    pub(crate) fn store(e: keygate::StoreError) -> Self {
+    pub(crate) fn store(e: keygate::error::StoreError) -> Self {
         Self::new(
             EXIT_STORE,
             format!("database unreachable or failed: {}", chain(&e)),

@@ -27,7 +27,7 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use keygate::{Digest, Keyring, ServerKey, TokenFormat, TokenId};
+use keygate::{digest::Digest, digest::Keyring, token::TokenFormat, ServerKey, TokenId};
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("the ctgrind check issues Valgrind client requests for x86_64 only");
@@ -207,42 +207,42 @@ fn declassified(record: &keygate::TokenRecord) -> keygate::TokenRecord {
 }
 
 #[async_trait::async_trait]
-impl keygate::TokenStore for DeclassifyingStore {
-    async fn insert(&self, r: &keygate::TokenRecord) -> Result<(), keygate::StoreError> {
+impl keygate::store::TokenStore for DeclassifyingStore {
+    async fn insert(&self, r: &keygate::TokenRecord) -> Result<(), keygate::error::StoreError> {
         self.0.insert(&declassified(r)).await
     }
     async fn get(
         &self,
         id: &TokenId,
-    ) -> Result<Option<std::sync::Arc<keygate::TokenRecord>>, keygate::StoreError> {
+    ) -> Result<Option<std::sync::Arc<keygate::TokenRecord>>, keygate::error::StoreError> {
         self.0.get(id).await
     }
     async fn find_by_digest(
         &self,
         digest: &Digest,
-    ) -> Result<Option<std::sync::Arc<keygate::TokenRecord>>, keygate::StoreError> {
+    ) -> Result<Option<std::sync::Arc<keygate::TokenRecord>>, keygate::error::StoreError> {
         let public = *digest;
         mark_defined(public.as_bytes());
         self.0.find_by_digest(&public).await
     }
-    async fn update(&self, r: &keygate::TokenRecord) -> Result<u64, keygate::StoreError> {
+    async fn update(&self, r: &keygate::TokenRecord) -> Result<u64, keygate::error::StoreError> {
         self.0.update(&declassified(r)).await
     }
-    async fn delete(&self, id: &TokenId) -> Result<bool, keygate::StoreError> {
+    async fn delete(&self, id: &TokenId) -> Result<bool, keygate::error::StoreError> {
         self.0.delete(id).await
     }
     async fn list(
         &self,
-        f: &keygate::TokenFilter,
-        p: &keygate::PageRequest,
-    ) -> Result<keygate::Page, keygate::StoreError> {
+        f: &keygate::store::TokenFilter,
+        p: &keygate::store::PageRequest,
+    ) -> Result<keygate::store::Page, keygate::error::StoreError> {
         self.0.list(f, p).await
     }
     async fn touch(
         &self,
         id: &TokenId,
         at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), keygate::StoreError> {
+    ) -> Result<(), keygate::error::StoreError> {
         self.0.touch(id, at).await
     }
 }

@@ -34,10 +34,7 @@ use std::task::{Context, Poll, Waker};
 use dudect_bencher::{BenchRng, Class, CtRunner, ctbench_main};
 
 use keygate::audit::NoopSink;
-use keygate::{
-    IssueRequest, Keyring, MemoryStore, ServerKey, TokenFormat, TokenId, TokenManager, TokenRecord,
-    TokenStore, VerifyError,
-};
+use keygate::{digest::Keyring, store::TokenStore, token::TokenFormat, IssueRequest, MemoryStore, ServerKey, TokenId, TokenManager, TokenRecord, VerifyError};
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
