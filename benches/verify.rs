@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use chrono::Duration;
 use criterion::Criterion;
 use hmac::{Hmac, Mac};
 use keygate::{
@@ -131,7 +130,7 @@ fn fixture(n: usize) -> Fixture {
         let t = manager
             .issue(
                 IssueRequest::new("expiring", "user")
-                    .expiry(ExpiryPreset::In(Duration::seconds(1))),
+                    .expiry(ExpiryPreset::In(std::time::Duration::from_secs(1))),
             )
             .await
             .unwrap();

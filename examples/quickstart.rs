@@ -3,7 +3,6 @@
 //!
 //! Run: `cargo run --example quickstart`
 
-use chrono::Duration;
 use keygate::{
     ExpiryPreset, IssueRequest, MemoryStore, Projects, RotateRequest, Scope, ScopeSet, ServerKey,
     TokenManager, expiry::ManualClock, store::PageRequest, store::TokenFilter,
@@ -57,14 +56,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let old = issued.expose_secret().to_owned();
     let rotated = manager
-        .rotate(issued.id(), RotateRequest::new().grace(Duration::hours(24)))
+        .rotate(
+            issued.id(),
+            RotateRequest::new().grace(std::time::Duration::from_secs(86400)),
+        )
         .await?;
     println!("rotated: new secret issued, old one valid for 24 h");
     println!(
         "  old secret during grace: {}",
         outcome(manager.verify(&old).await.map(|v| v.used_previous_secret()))
     );
-    clock.advance(Duration::hours(25));
+    clock.advance(std::time::Duration::from_secs(90000));
     println!(
         "  old secret after grace: {}",
         outcome(manager.verify(&old).await.map(|_| true))

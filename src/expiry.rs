@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 
@@ -11,23 +13,32 @@ pub(crate) mod preset;
 
 pub(crate) use preset::{Expiry, ExpiryPreset};
 
-/// Parses `<N>d`, `<N>h`, `<N>m` or `<N>s` (N a positive integer up to 100 years) into a
-/// duration; used for lifetimes and rotation grace periods.
+/// The longest duration keygate accepts anywhere: 100 years.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Parses `<N>d`, `<N>h`, `<N>m` or `<N>s` (N a non-negative integer, at most 100 years in
+/// all) into a duration; used for lifetimes and rotation grace periods.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let unit = s.chars().last()?;
-    let n: i64 = s.get(..s.len() - 1)?.parse().ok()?;
-    if !(0..=36_500 * 86_400).contains(&n) {
-        return None;
-    }
-    let d = match unit {
-        'd' => Duration::try_days(n)?,
-        'h' => Duration::try_hours(n)?,
-        'm' => Duration::try_minutes(n)?,
-        's' => Duration::try_seconds(n)?,
+    let n: u64 = s.get(..s.len() - unit.len_utf8())?.parse().ok()?;
+    let seconds_per = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
         _ => return None,
     };
-    (d <= Duration::days(36_500)).then_some(d)
+    let d = Duration::from_secs(n.checked_mul(seconds_per)?);
+    (d <= MAX_DURATION).then_some(d)
+}
+
+/// `d` as a chrono duration, for arithmetic on instants; `None` beyond [`MAX_DURATION`].
+pub(crate) fn signed(d: Duration) -> Option<chrono::Duration> {
+    if d > MAX_DURATION {
+        return None;
+    }
+    chrono::Duration::from_std(d).ok()
 }
 
 /// What an application allows for token lifetimes (GitLab caps at 365 days, Splunk user
@@ -86,7 +97,7 @@ impl ExpiryPolicy {
             Expiry::At(at) if *at <= now => {
                 Err(Error::InvalidExpiry("expiry must be in the future".into()))
             }
-            Expiry::At(at) => match self.max_lifetime {
+            Expiry::At(at) => match self.max_lifetime.and_then(signed) {
                 Some(max) if *at - issued_at > max => Err(Error::Policy(format!(
                     "lifetime exceeds the maximum of {} days from issue or the last rotation",
                     max.num_days()
@@ -128,10 +139,13 @@ impl ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
-    /// Moves the time forward (or back, with a negative duration).
+    /// Moves the time forward by `by` (at most [`MAX_DURATION`]; [`set`](Self::set) moves it
+    /// anywhere).
     pub fn advance(&self, by: Duration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t += by;
+        if let Some(later) = signed(by).and_then(|by| t.checked_add_signed(by)) {
+            *t = later;
+        }
     }
 }
 
@@ -144,6 +158,7 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration as Days;
 
     #[test]
     fn presets_parse() {
@@ -154,13 +169,22 @@ mod tests {
         );
         assert_eq!(
             "12h".parse::<ExpiryPreset>().unwrap(),
-            ExpiryPreset::In(Duration::hours(12))
+            ExpiryPreset::In(Duration::from_secs(12 * 3600))
         );
         assert!(matches!(
             "2027-01-31T00:00:00Z".parse::<ExpiryPreset>().unwrap(),
             ExpiryPreset::At(_)
         ));
-        for bad in ["", "d", "-1d", "7x", "tomorrow", "99999999d"] {
+        for bad in [
+            "",
+            "d",
+            "-1d",
+            "7x",
+            "tomorrow",
+            "99999999d",
+            "36501d",
+            "1é",
+        ] {
             assert!(bad.parse::<ExpiryPreset>().is_err(), "{bad}");
         }
     }
@@ -176,14 +200,14 @@ mod tests {
     #[test]
     fn policy() {
         let now = Utc::now();
-        let p = ExpiryPolicy::unrestricted().max_lifetime(Duration::days(365));
+        let p = ExpiryPolicy::unrestricted().max_lifetime(Duration::from_secs(365 * 86_400));
         assert!(p.check(now, now, &Expiry::Never).is_err());
         assert!(
-            p.check(now, now, &Expiry::At(now + Duration::days(365)))
+            p.check(now, now, &Expiry::At(now + Days::days(365)))
                 .is_ok()
         );
         assert!(
-            p.check(now, now, &Expiry::At(now + Duration::days(366)))
+            p.check(now, now, &Expiry::At(now + Days::days(366)))
                 .is_err()
         );
         assert!(p.check(now, now, &Expiry::At(now)).is_err());
@@ -193,13 +217,13 @@ mod tests {
                 .is_ok()
         );
         // The cap counts from the secret's issue, not from the check.
-        let issued = now - Duration::days(300);
+        let issued = now - Days::days(300);
         assert!(
-            p.check(issued, now, &Expiry::At(now + Duration::days(65)))
+            p.check(issued, now, &Expiry::At(now + Days::days(65)))
                 .is_ok()
         );
         assert!(
-            p.check(issued, now, &Expiry::At(now + Duration::days(66)))
+            p.check(issued, now, &Expiry::At(now + Days::days(66)))
                 .is_err()
         );
     }

@@ -169,7 +169,7 @@ async fn a_token_creates_and_manages_only_its_owners_tokens() {
 #[tokio::test]
 async fn a_token_never_creates_or_extends_beyond_its_own_expiry() {
     let f = fixture();
-    let hour = ExpiryPreset::In(Duration::hours(1));
+    let hour = ExpiryPreset::In(std::time::Duration::from_secs(3600));
     let short = f.actor("alice", &["tokens:write", "a"], hour).await;
     let as_short = f.manager.acting_as(&short);
     let req = |e: ExpiryPreset| {
@@ -187,14 +187,14 @@ async fn a_token_never_creates_or_extends_beyond_its_own_expiry() {
     );
     escalation(
         as_short
-            .issue(req(ExpiryPreset::In(Duration::hours(2))))
+            .issue(req(ExpiryPreset::In(std::time::Duration::from_secs(7200))))
             .await,
         AccessError::BeyondLifetime,
     );
     // Within its life: fine. With no expiry asked, the child gets the actor's own (30 days
     // would outlive it).
     let child = as_short
-        .issue(req(ExpiryPreset::In(Duration::minutes(30))))
+        .issue(req(ExpiryPreset::In(std::time::Duration::from_secs(1800))))
         .await
         .unwrap();
     let defaulted = as_short
@@ -229,7 +229,7 @@ async fn a_token_never_creates_or_extends_beyond_its_own_expiry() {
     let ok = as_short
         .rotate(
             long.id(),
-            RotateRequest::new().expiry(ExpiryPreset::In(Duration::minutes(10))),
+            RotateRequest::new().expiry(ExpiryPreset::In(std::time::Duration::from_secs(600))),
         )
         .await
         .unwrap();
@@ -290,14 +290,19 @@ async fn the_policy_cap_counts_from_issue_or_rotation_whatever_updates_happen() 
     // 1,280 days.
     let free = fixture();
     let t = free
-        .issue("alice", &[], ExpiryPreset::In(Duration::days(365)))
+        .issue(
+            "alice",
+            &[],
+            ExpiryPreset::In(std::time::Duration::from_secs(31536000)),
+        )
         .await;
     for _ in 0..4 {
-        free.clock.advance(Duration::days(320));
+        free.clock.advance(std::time::Duration::from_secs(27648000));
         free.manager
             .update(
                 t.id(),
-                TokenUpdate::new().expiry(ExpiryPreset::In(Duration::days(365))),
+                TokenUpdate::new()
+                    .expiry(ExpiryPreset::In(std::time::Duration::from_secs(31536000))),
             )
             .await
             .unwrap();
@@ -307,18 +312,22 @@ async fn the_policy_cap_counts_from_issue_or_rotation_whatever_updates_happen() 
     // With a 365-day cap the first such update is refused; what stays within 365 days of
     // the issue is fine; a rotation starts the count again.
     let f = fixture_with(
-        ExpiryPolicy::unrestricted().max_lifetime(Duration::days(365)),
+        ExpiryPolicy::unrestricted().max_lifetime(std::time::Duration::from_secs(31536000)),
         Limits::default(),
     );
     let t = f
-        .issue("alice", &[], ExpiryPreset::In(Duration::days(365)))
+        .issue(
+            "alice",
+            &[],
+            ExpiryPreset::In(std::time::Duration::from_secs(31536000)),
+        )
         .await;
-    f.clock.advance(Duration::days(320));
+    f.clock.advance(std::time::Duration::from_secs(27648000));
     let r = f
         .manager
         .update(
             t.id(),
-            TokenUpdate::new().expiry(ExpiryPreset::In(Duration::days(365))),
+            TokenUpdate::new().expiry(ExpiryPreset::In(std::time::Duration::from_secs(31536000))),
         )
         .await;
     assert!(matches!(r, Err(Error::Policy(_))), "{r:?}");
@@ -339,7 +348,7 @@ async fn the_policy_cap_counts_from_issue_or_rotation_whatever_updates_happen() 
         .manager
         .rotate(
             t.id(),
-            RotateRequest::new().expiry(ExpiryPreset::In(Duration::days(365))),
+            RotateRequest::new().expiry(ExpiryPreset::In(std::time::Duration::from_secs(31536000))),
         )
         .await
         .unwrap();
@@ -543,7 +552,7 @@ async fn every_retired_secret_is_reuse_and_a_running_grace_is_ended_explicitly()
     let f = fixture();
     let first = f.issue("alice", &[], ExpiryPreset::Never).await;
     let id = first.id().clone();
-    let grace = RotateRequest::new().grace(Duration::hours(1));
+    let grace = RotateRequest::new().grace(std::time::Duration::from_secs(3600));
     let second = f.manager.rotate(&id, grace).await.unwrap();
     assert!(
         f.manager
@@ -596,13 +605,16 @@ async fn every_retired_secret_is_reuse_and_a_running_grace_is_ended_explicitly()
     // The grace boundary: valid strictly before its end.
     let g = f
         .manager
-        .rotate(&id, RotateRequest::new().grace(Duration::minutes(5)))
+        .rotate(
+            &id,
+            RotateRequest::new().grace(std::time::Duration::from_secs(300)),
+        )
         .await
         .unwrap();
     f.clock
-        .advance(Duration::minutes(5) - Duration::microseconds(1));
+        .advance(std::time::Duration::from_secs(300) - std::time::Duration::from_micros(1));
     assert!(f.manager.verify(current.expose_secret()).await.is_ok());
-    f.clock.advance(Duration::microseconds(1));
+    f.clock.advance(std::time::Duration::from_micros(1));
     assert!(matches!(
         f.manager.verify(current.expose_secret()).await,
         Err(VerifyError::RotatedOut)

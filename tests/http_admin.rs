@@ -682,7 +682,10 @@ async fn every_escalation_attempt_is_refused() {
 
 #[tokio::test]
 async fn invalid_input_is_refused_and_changes_nothing() {
-    let api = Api::with_policy(ExpiryPolicy::unrestricted().max_lifetime(Duration::days(90))).await;
+    let api = Api::with_policy(
+        ExpiryPolicy::unrestricted().max_lifetime(std::time::Duration::from_secs(7776000)),
+    )
+    .await;
     let (id, _) = api.token("alice", &["a:read"], Projects::All).await;
     let before = api.all_ids().await;
     let cases = [

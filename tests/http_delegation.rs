@@ -117,7 +117,7 @@ async fn owner_and_lifetime_bound_what_a_caller_may_do() {
         .token(
             "alice",
             &["tokens:read", "tokens:write", "a"],
-            ExpiryPreset::In(chrono::Duration::hours(1)),
+            ExpiryPreset::In(std::time::Duration::from_secs(3600)),
         )
         .await;
     let (bob_id, _) = api.token("bob", &["a"], ExpiryPreset::Never).await;

@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use http_support::{Server, client, faulty_store, snapshot};
 use keygate::axum::{Keygate, ScopeRequirement, Scoped};
 use keygate::http::AuthConfig;
@@ -215,7 +215,10 @@ async fn every_invalid_token_gets_the_same_401() {
 
     // Expired, disabled, revoked, rotated out.
     let expiring = f
-        .issue(IssueRequest::new("e", "alice").expiry(ExpiryPreset::In(Duration::hours(1))))
+        .issue(
+            IssueRequest::new("e", "alice")
+                .expiry(ExpiryPreset::In(std::time::Duration::from_secs(3600))),
+        )
         .await;
     let disabled = f.token(&[]).await;
     let revoked = f.token(&[]).await;
@@ -227,7 +230,7 @@ async fn every_invalid_token_gets_the_same_401() {
         .rotate(&id(&rotated), RotateRequest::new())
         .await
         .unwrap();
-    f.clock.advance(Duration::hours(2));
+    f.clock.advance(std::time::Duration::from_secs(7200));
 
     let server = Server::start(f.app()).await;
     let mut snapshots = Vec::new();

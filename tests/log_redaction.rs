@@ -15,7 +15,7 @@ mod log_capture;
 
 use std::sync::Arc;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use keygate::{
     IssueRequest, MemoryStore, RotateRequest, Scope, ScopeSet, ServerKey, TokenId, TokenManager,
     VerifyError, expiry::ManualClock, store::TokenStore, token::TokenFormat,
@@ -75,14 +75,17 @@ async fn whole_life_logs_nothing_secret() {
     );
 
     let rotated = manager
-        .rotate(&id, RotateRequest::new().grace(Duration::hours(1)))
+        .rotate(
+            &id,
+            RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let second = rotated.expose_secret().to_owned();
     let digest_2 = store.get(&id).await.unwrap().unwrap().digest.digest;
     assert!(manager.verify(&first).await.unwrap().used_previous_secret());
     assert!(manager.verify(&second).await.is_ok());
-    clock.advance(Duration::hours(2));
+    clock.advance(std::time::Duration::from_secs(7200));
     assert!(matches!(
         manager.verify(&first).await,
         Err(VerifyError::RotatedOut)

@@ -299,13 +299,16 @@ async fn presets_resolve_from_the_clock() {
         .await
         .unwrap();
     assert_eq!(never.record().expiry, Expiry::Never);
-    f.clock.advance(Duration::days(365 * 50));
+    f.clock
+        .advance(std::time::Duration::from_secs(365 * 50 * 86400));
     assert!(f.manager.verify(never.expose_secret()).await.is_ok());
 }
 
 #[tokio::test]
 async fn expiry_policy_is_enforced() {
-    let f = fixture_with(ExpiryPolicy::unrestricted().max_lifetime(Duration::days(365)));
+    let f = fixture_with(
+        ExpiryPolicy::unrestricted().max_lifetime(std::time::Duration::from_secs(31536000)),
+    );
     let never = f
         .manager
         .issue(IssueRequest::new("t", "o").expiry(ExpiryPreset::Never))
@@ -313,12 +316,18 @@ async fn expiry_policy_is_enforced() {
     assert!(matches!(never, Err(Error::Policy(_))));
     let too_long = f
         .manager
-        .issue(IssueRequest::new("t", "o").expiry(ExpiryPreset::In(Duration::days(366))))
+        .issue(
+            IssueRequest::new("t", "o")
+                .expiry(ExpiryPreset::In(std::time::Duration::from_secs(31622400))),
+        )
         .await;
     assert!(matches!(too_long, Err(Error::Policy(_))));
     let ok = f
         .manager
-        .issue(IssueRequest::new("t", "o").expiry(ExpiryPreset::In(Duration::days(365))))
+        .issue(
+            IssueRequest::new("t", "o")
+                .expiry(ExpiryPreset::In(std::time::Duration::from_secs(31536000))),
+        )
         .await
         .unwrap();
     // Rotation and update obey the policy too.
@@ -377,7 +386,7 @@ async fn rotation_with_grace_and_new_expiry() {
         .rotate(
             issued.id(),
             RotateRequest::new()
-                .grace(Duration::hours(24))
+                .grace(std::time::Duration::from_secs(86400))
                 .expiry(ExpiryPreset::Days90),
         )
         .await
@@ -390,17 +399,20 @@ async fn rotation_with_grace_and_new_expiry() {
     let v = f.manager.verify(&old).await.unwrap();
     assert!(v.used_previous_secret());
     f.clock
-        .advance(Duration::hours(24) - Duration::microseconds(1));
+        .advance(std::time::Duration::from_secs(86400) - std::time::Duration::from_micros(1));
     assert!(f.manager.verify(&old).await.is_ok(), "just inside grace");
-    f.clock.advance(Duration::microseconds(1));
+    f.clock.advance(std::time::Duration::from_micros(1));
     assert!(
         matches!(f.manager.verify(&old).await, Err(VerifyError::RotatedOut)),
         "grace over"
     );
     assert!(f.manager.verify(rotated.expose_secret()).await.is_ok());
 
-    // Grace is bounded.
-    for bad in [Duration::seconds(-1), Duration::days(31)] {
+    // Grace is bounded (and, a `std::time::Duration`, never negative).
+    for bad in [
+        std::time::Duration::from_secs(31 * 86_400),
+        std::time::Duration::from_secs(30 * 86_400 + 1),
+    ] {
         let r = f
             .manager
             .rotate(issued.id(), RotateRequest::new().grace(bad))
@@ -518,7 +530,7 @@ async fn update_changes_settings() {
     let f = fixture();
     let issued = f.manager.issue(IssueRequest::new("t", "o")).await.unwrap();
     let id = issued.id().clone();
-    f.clock.advance(Duration::minutes(1));
+    f.clock.advance(std::time::Duration::from_secs(60));
     let mut md = std::collections::BTreeMap::new();
     md.insert("k".to_owned(), "v".to_owned());
     let r = f
@@ -557,7 +569,7 @@ async fn update_changes_settings() {
 async fn list_filters_and_pages() {
     let f = fixture();
     for i in 0..25 {
-        f.clock.advance(Duration::seconds(1));
+        f.clock.advance(std::time::Duration::from_secs(1));
         let owner = if i % 2 == 0 { "alice" } else { "bob" };
         f.manager
             .issue(
@@ -938,14 +950,14 @@ async fn last_used_is_written_at_most_once_per_interval() {
     let rec = store.get(t.id()).await.unwrap().unwrap();
     assert_eq!(rec.last_used_at, Some(start()));
 
-    clock.advance(Duration::seconds(59));
+    clock.advance(std::time::Duration::from_secs(59));
     for _ in 0..50 {
         m.verify(t.expose_secret()).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(store.touches.load(std::sync::atomic::Ordering::SeqCst), 1);
 
-    clock.advance(Duration::seconds(1));
+    clock.advance(std::time::Duration::from_secs(1));
     m.verify(t.expose_secret()).await.unwrap();
     wait_for(|| store.touches.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
     let rec = store.get(t.id()).await.unwrap().unwrap();
@@ -1018,7 +1030,10 @@ async fn cache_invalidation_drops_every_secret_of_the_token() {
     let (store, m) = cached_manager(std::time::Duration::from_secs(60));
     let old = m.issue(IssueRequest::new("t", "o")).await.unwrap();
     let new = m
-        .rotate(old.id(), RotateRequest::new().grace(Duration::hours(1)))
+        .rotate(
+            old.id(),
+            RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     for _ in 0..2 {

@@ -59,7 +59,7 @@ async fn debug_never_shows_secrets() {
     let rotated = manager
         .rotate(
             issued.id(),
-            keygate::RotateRequest::new().grace(chrono::Duration::hours(1)),
+            keygate::RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
         )
         .await
         .unwrap();

@@ -99,7 +99,7 @@ proptest! {
                 .unwrap();
             // A rotation with a grace period: the old secret is a retired row, still valid.
             let issued = manager
-                .rotate(issued.id(), RotateRequest::new().grace(chrono::Duration::hours(1)))
+                .rotate(issued.id(), RotateRequest::new().grace(std::time::Duration::from_secs(3600)))
                 .await
                 .unwrap();
             let id = issued.id().as_str().to_owned();

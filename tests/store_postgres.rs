@@ -246,7 +246,7 @@ async fn an_unrepresentable_timestamp_is_a_backend_error_naming_its_column() {
             let rotated = manager
                 .rotate(
                     issued.id(),
-                    RotateRequest::new().grace(chrono::Duration::hours(1)),
+                    RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
                 )
                 .await
                 .expect("rotate");
@@ -454,7 +454,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
     let new_secret = writer
         .rotate(
             rotated.id(),
-            RotateRequest::new().grace(chrono::Duration::hours(1)),
+            RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
         )
         .await
         .expect("rotate");

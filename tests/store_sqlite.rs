@@ -401,7 +401,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
     let new_secret = writer
         .rotate(
             rotated.id(),
-            RotateRequest::new().grace(chrono::Duration::hours(1)),
+            RotateRequest::new().grace(std::time::Duration::from_secs(3600)),
         )
         .await
         .expect("rotate");

@@ -613,7 +613,7 @@ fn parse_expiry(s: &str) -> ApiResult<ExpiryPreset> {
     Ok(s.parse::<ExpiryPreset>()?)
 }
 
-fn parse_grace(s: &str) -> ApiResult<chrono::Duration> {
+fn parse_grace(s: &str) -> ApiResult<std::time::Duration> {
     parse_duration(s).ok_or_else(|| {
         ApiError::unprocessable(
             "invalid grace: expected <N>d, <N>h, <N>m or <N>s (at most 30 days)",

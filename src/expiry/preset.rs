@@ -2,9 +2,11 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use std::time::Duration;
 
-use super::parse_duration;
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::{parse_duration, signed};
 use crate::error::Error;
 
 /// When a token expires.
@@ -76,7 +78,7 @@ pub enum ExpiryPreset {
 impl ExpiryPreset {
     /// Resolves the preset against `now`.
     pub fn resolve(self, now: DateTime<Utc>) -> Result<Expiry, Error> {
-        let days = |d: i64| Duration::days(d);
+        let days = chrono::Duration::days;
         let at = match self {
             ExpiryPreset::Never => return Ok(Expiry::Never),
             ExpiryPreset::At(at) => at,
@@ -84,8 +86,8 @@ impl ExpiryPreset {
             ExpiryPreset::Days30 => now + days(30),
             ExpiryPreset::Days60 => now + days(60),
             ExpiryPreset::Days90 => now + days(90),
-            ExpiryPreset::In(d) => now
-                .checked_add_signed(d)
+            ExpiryPreset::In(d) => signed(d)
+                .and_then(|d| now.checked_add_signed(d))
                 .ok_or_else(|| Error::InvalidExpiry("lifetime out of range".into()))?,
         };
         Ok(Expiry::At(at.trunc_subsecs(6)))
@@ -136,13 +138,13 @@ impl fmt::Display for ExpiryPreset {
             ExpiryPreset::Days90 => f.write_str("90d"),
             ExpiryPreset::Never => f.write_str("never"),
             ExpiryPreset::At(at) => f.write_str(&at.to_rfc3339()),
-            ExpiryPreset::In(d) if d.num_seconds() % 86_400 == 0 => {
-                write!(f, "{}d", d.num_days())
+            ExpiryPreset::In(d) if d.as_secs() % 86_400 == 0 => {
+                write!(f, "{}d", d.as_secs() / 86_400)
             }
-            ExpiryPreset::In(d) if d.num_seconds() % 3_600 == 0 => {
-                write!(f, "{}h", d.num_hours())
+            ExpiryPreset::In(d) if d.as_secs() % 3_600 == 0 => {
+                write!(f, "{}h", d.as_secs() / 3_600)
             }
-            ExpiryPreset::In(d) => write!(f, "{}s", d.num_seconds()),
+            ExpiryPreset::In(d) => write!(f, "{}s", d.as_secs()),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::delegation::{self, Grant};
 use super::{
@@ -225,11 +225,14 @@ impl TokenManager {
         id: &TokenId,
         req: RotateRequest,
     ) -> Result<IssuedToken, Error> {
-        if req.grace < Duration::zero() || req.grace > MAX_ROTATION_GRACE {
-            return Err(Error::InvalidConfig(
-                "rotation grace must be between zero and 30 days",
-            ));
-        }
+        let grace = match crate::expiry::signed(req.grace) {
+            Some(grace) if req.grace <= MAX_ROTATION_GRACE => grace,
+            _ => {
+                return Err(Error::InvalidConfig(
+                    "rotation grace must be at most 30 days",
+                ));
+            }
+        };
         let current = self.load(actor, id).await?;
         check_version(&current, req.expected_version)?;
         if current.status == TokenStatus::Revoked {
@@ -266,7 +269,7 @@ impl TokenManager {
             0,
             RetiredSecret {
                 digest: current.digest,
-                valid_until: now + req.grace,
+                valid_until: now + grace,
             },
         );
         r.retired.truncate(MAX_RETIRED_SECRETS);

@@ -24,7 +24,7 @@ use touch::Toucher;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::Duration;
+use std::time::Duration;
 
 use crate::audit::AuditSink;
 use crate::cache::{CacheConfig, VerifyCache};
@@ -36,14 +36,14 @@ use crate::store::TokenStore;
 use crate::token::{TokenFormat, TokenId};
 
 /// Default interval between two `last_used_at` writes for one token.
-pub const DEFAULT_TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Ids no new token may take: the admin API's routes use them (`/self`, `/bulk`), so a token
 /// with such an id could not be addressed by id.
 pub const RESERVED_IDS: [&str; 2] = ["self", "bulk"];
 /// The expiry of a token issued without one.
 pub const DEFAULT_EXPIRY: ExpiryPreset = ExpiryPreset::Days30;
 /// Longest rotation grace period accepted.
-pub const MAX_ROTATION_GRACE: Duration = Duration::days(30);
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(30 * 86_400);
 /// Retries of an idempotent change (enable, disable, revoke, update) after a version conflict.
 const CONFLICT_RETRIES: usize = 8;
 
@@ -55,7 +55,7 @@ pub struct TokenManagerBuilder {
     policy: ExpiryPolicy,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
-    touch_interval: std::time::Duration,
+    touch_interval: Duration,
     cache: Option<CacheConfig>,
     limits: Limits,
     error: Option<Error>,
@@ -119,7 +119,7 @@ impl TokenManagerBuilder {
     }
 
     /// Sets the minimum interval between two `last_used_at` writes per token (default 60 s).
-    pub fn touch_interval(mut self, interval: std::time::Duration) -> Self {
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
         self.touch_interval = interval;
         self
     }
@@ -146,8 +146,8 @@ impl TokenManagerBuilder {
         let keyring = self.keyring.ok_or(Error::InvalidServerKey(
             "a server key is required (TokenManagerBuilder::server_key)",
         ))?;
-        let interval = Duration::from_std(self.touch_interval)
-            .map_err(|_| Error::InvalidConfig("touch interval out of range"))?;
+        let interval = crate::expiry::signed(self.touch_interval)
+            .ok_or(Error::InvalidConfig("touch interval out of range"))?;
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
+use std::time::Duration;
 
 use crate::expiry::ExpiryPreset;
 use crate::scope::{Projects, ScopeSet};

@@ -203,7 +203,7 @@ pub(crate) struct RotateArgs {
     /// How long the old secret keeps working: <N>d, <N>h, <N>m or <N>s, at most 30d
     /// (default 0: it stops at once).
     #[arg(long, value_parser = parse_grace, value_name = "DURATION")]
-    pub(crate) grace: Option<chrono::Duration>,
+    pub(crate) grace: Option<std::time::Duration>,
     /// A new expiry (default: keep the current one).
     #[arg(long, value_parser = parse_expiry, value_name = "EXPIRY")]
     pub(crate) expires: Option<ExpiryPreset>,
@@ -249,7 +249,7 @@ fn parse_instant(s: &str) -> Result<ExpiryPreset, String> {
     }
 }
 
-fn parse_grace(s: &str) -> Result<chrono::Duration, String> {
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
     keygate::expiry::parse_duration(s)
         .filter(|d| *d <= keygate::manager::MAX_ROTATION_GRACE)
         .ok_or_else(|| "expected <N>d, <N>h, <N>m or <N>s (e.g. 24h), at most 30 days".to_owned())
