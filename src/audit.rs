@@ -65,9 +65,29 @@ impl AuditKind {
     }
 }
 
+/// `{"event": <OWASP name>}`, with `reason` or `missing` where the kind has one.
+#[cfg(feature = "serde")]
+impl serde::Serialize for AuditKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let detail = match self {
+            AuditKind::VerifyFailed { reason } => Some(("reason", *reason)),
+            AuditKind::AccessDenied { missing } => Some(("missing", missing.as_str())),
+            _ => None,
+        };
+        let mut map = s.serialize_map(Some(1 + usize::from(detail.is_some())))?;
+        map.serialize_entry("event", self.owasp_name())?;
+        if let Some((k, v)) = detail {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
 /// One audit event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AuditEvent {
     /// What happened.
     pub kind: AuditKind,

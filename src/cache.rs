@@ -33,6 +33,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 /// Settings of the verification cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CacheConfig {
     ttl: Duration,
     capacity: usize,

@@ -83,6 +83,7 @@ impl fmt::Debug for Digest {
 
 /// A digest together with the version of the server key that produced it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredDigest {
     /// The digest.
     pub digest: Digest,
@@ -221,6 +222,29 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     };
     mac.update(message);
     mac.finalize().into_bytes().into()
+}
+
+/// A digest's serde form is 64 lower-case hex characters: a keyed hash, useless without the
+/// server key, which is what a store keeps (never in `Debug`).
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::Digest;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    impl Serialize for Digest {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&hex::encode(self.as_bytes()))
+        }
+    }
+    impl<'de> Deserialize<'de> for Digest {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            hex::decode(&*s)
+                .ok()
+                .and_then(|b| Digest::from_slice(&b))
+                .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub(crate) fn signed(d: Duration) -> Option<chrono::Duration> {
 /// What an application allows for token lifetimes (GitLab caps at 365 days, Splunk user
 /// tokens at 30).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct ExpiryPolicy {
     require_expiry: bool,
     max_lifetime: Option<Duration>,

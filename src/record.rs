@@ -17,6 +17,7 @@ pub const MAX_RETIRED_SECRETS: usize = 8;
 
 /// The digest of a secret replaced by a rotation, and when it stops being accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RetiredSecret {
     /// Digest of the old secret.
     pub digest: StoredDigest,
@@ -38,6 +39,7 @@ pub struct RetiredSecret {
 /// assert_eq!(limits.max_scopes(), 16);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Limits {
     scopes: usize,
     projects: usize,
@@ -185,6 +187,93 @@ impl Limits {
         match projects {
             Projects::All => Ok(()),
             Projects::Only(set) => Self::check_count("projects", set.len(), self.projects),
+        }
+    }
+}
+
+/// What people are shown of a token: the one JSON shape of a record, shared by the admin API
+/// and the command line's `--json`. Never a digest; the newest retired secret only while its
+/// grace period runs.
+///
+/// ```
+/// # use keygate::{IssueRequest, MemoryStore, ServerKey, TokenManager};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), keygate::Error> {
+/// # let manager = TokenManager::builder(MemoryStore::new()).server_key(ServerKey::generate()).build()?;
+/// let issued = manager.issue(IssueRequest::new("ci", "alice")).await?;
+/// let view = keygate::record::TokenView::new(issued.record(), manager.now());
+/// let json = serde_json::to_value(&view).expect("serializable");
+/// assert_eq!(json["owner"], "alice");
+/// assert_eq!(json["projects"], "*");
+/// assert!(json.get("digest").is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenView<'a> {
+    /// The id.
+    pub id: &'a crate::TokenId,
+    /// The name.
+    pub name: &'a str,
+    /// The description.
+    pub description: &'a str,
+    /// Who the token acts for.
+    pub owner: &'a str,
+    /// Who created it.
+    pub created_by: &'a str,
+    /// Creation instant.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When the current secret was issued (creation or the last rotation).
+    pub secret_issued_at: DateTime<Utc>,
+    /// The expiry instant; `null` for never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether the expiry has passed (at the instant the view was made).
+    pub expired: bool,
+    /// `active`, `disabled` or `revoked`.
+    pub status: TokenStatus,
+    /// The scopes.
+    pub scopes: &'a ScopeSet,
+    /// `"*"` for all projects, or the list.
+    pub projects: &'a Projects,
+    /// Free-form metadata.
+    pub metadata: &'a BTreeMap<String, String>,
+    /// Last successful verification (may lag by the touch interval).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Until when the previous secret is still accepted, while a rotation's grace period runs.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
+    /// The record version (the `ETag` of the admin API).
+    pub version: u64,
+}
+
+#[cfg(feature = "serde")]
+impl<'a> TokenView<'a> {
+    /// The view of `r` at `now`.
+    pub fn new(r: &'a TokenRecord, now: DateTime<Utc>) -> Self {
+        TokenView {
+            id: &r.id,
+            name: &r.name,
+            description: &r.description,
+            owner: &r.owner,
+            created_by: &r.created_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            secret_issued_at: r.secret_issued_at,
+            expires_at: r.expiry.at(),
+            expired: r.expiry.is_expired_at(now),
+            status: r.status,
+            scopes: &r.scopes,
+            projects: &r.projects,
+            metadata: &r.metadata,
+            last_used_at: r.last_used_at,
+            previous_secret_valid_until: r
+                .retired
+                .first()
+                .map(|p| p.valid_until)
+                .filter(|until| *until > now),
+            version: r.version,
         }
     }
 }

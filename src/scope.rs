@@ -5,7 +5,6 @@
 //! (`projects:*` grants `projects:read` and `projects:read:own`, but not `projects` itself),
 //! and `*` alone is the super-admin scope. [`ScopeSet::grants`] is the only check.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::error::Error;
@@ -69,6 +68,7 @@ pub(crate) const fn check_scope(s: &str) -> Result<(), &'static str> {
 }
 
 /// `true` if every string is a valid scope (see [`Scope::new`]); usable in constants.
+#[cfg(feature = "axum")]
 pub(crate) const fn all_valid(scopes: &[&str]) -> bool {
     let mut i = 0;
     while i < scopes.len() {
@@ -121,6 +121,7 @@ impl std::str::FromStr for ProjectId {
 mod serde_impls {
     use super::*;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeSet;
 
     impl Serialize for Scope {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

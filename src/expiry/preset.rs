@@ -148,3 +148,43 @@ impl fmt::Display for ExpiryPreset {
         }
     }
 }
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{Expiry, ExpiryPreset};
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// `"never"` or an RFC 3339 instant.
+    impl Serialize for Expiry {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Expiry::Never => s.serialize_str("never"),
+                Expiry::At(at) => at.serialize(s),
+            }
+        }
+    }
+    impl<'de> Deserialize<'de> for Expiry {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            if s == "never" {
+                return Ok(Expiry::Never);
+            }
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| Expiry::At(t.with_timezone(&Utc)))
+                .map_err(|_| serde::de::Error::custom("expected \"never\" or an RFC 3339 instant"))
+        }
+    }
+    /// The preset's string form (`7d`, `never`, `36h`, an RFC 3339 instant), as it parses.
+    impl Serialize for ExpiryPreset {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+    impl<'de> Deserialize<'de> for ExpiryPreset {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        }
+    }
+}

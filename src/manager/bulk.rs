@@ -6,6 +6,8 @@ use crate::token::TokenId;
 
 /// A bulk action (Zabbix mass enable/disable; mass revoke).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum BulkAction {
     /// Enable every selected token (revoked ones fail).
     Enable,
@@ -17,6 +19,8 @@ pub enum BulkAction {
 
 /// Which tokens a bulk action applies to.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Selection {
     /// These ids.
     Ids(Vec<TokenId>),

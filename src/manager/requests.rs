@@ -11,12 +11,15 @@ use crate::token::TokenId;
 /// What to issue. Create with [`IssueRequest::new`] and refine with the builder methods.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IssueRequest {
     /// A caller-chosen id; generated when `None`. [`RESERVED_IDS`](super::RESERVED_IDS) are refused.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub id: Option<TokenId>,
     /// Human-readable name (required; at most 128 bytes by default [`Limits`](crate::record::Limits)).
     pub name: String,
     /// Description (at most 1024 bytes by default).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub description: String,
     /// The user or service the token acts for (required, at most 128 bytes by default).
     /// Acting as a token, only that token's owner unless it holds
@@ -24,15 +27,20 @@ pub struct IssueRequest {
     pub owner: String,
     /// Who creates it; defaults to `system`. Acting as a token it is always `token:<id>`,
     /// set by keygate: a request that names a creator is refused.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub created_by: Option<String>,
     /// Scopes (default: none).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub scopes: ScopeSet,
     /// Projects (default: all).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub projects: Projects,
     /// Metadata (at most 32 entries by default).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub metadata: BTreeMap<String, String>,
     /// Expiry. `None` (the default): 30 days, or, acting as a token that expires sooner,
     /// that token's own expiry.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub expiry: Option<ExpiryPreset>,
 }
 
@@ -99,6 +107,8 @@ impl IssueRequest {
 /// How to rotate ("regenerate") a token.
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct RotateRequest {
     /// How long the old secret stays valid (default zero: it stops at once). At most 30 days.
     pub grace: Duration,
@@ -146,6 +156,8 @@ impl RotateRequest {
 /// A change to a token's settings; `None` fields are left as they are.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct TokenUpdate {
     /// New name.
     pub name: Option<String>,

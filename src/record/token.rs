@@ -61,6 +61,7 @@ impl std::str::FromStr for TokenStatus {
 /// Stores persist every field and give it back unchanged (timestamps at microsecond
 /// precision). The record holds digests, never the secret; its `Debug` output redacts them.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TokenRecord {
     /// Public id: the key of every management operation (verification finds a token by its
     /// digest).

@@ -182,6 +182,8 @@ forward_store!(Box<S>);
 /// Which records to list. Every set field must match; an empty filter matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct TokenFilter {
     /// The name contains this text, ignoring ASCII case.
     pub name_contains: Option<String>,
@@ -212,6 +214,7 @@ pub struct TokenFilter {
 /// [`projects`](Self::projects) ([`Projects::covers`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Reach {
     /// Only this owner's tokens; `None`: every owner's.
     pub owner: Option<String>,
@@ -396,8 +399,29 @@ impl std::str::FromStr for Cursor {
     }
 }
 
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::Cursor;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The cursor's opaque string form.
+    impl Serialize for Cursor {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+    impl<'de> Deserialize<'de> for Cursor {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        }
+    }
+}
+
 /// One page request: how many records, and where to continue.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct PageRequest {
     /// At most this many records (1..=1000; out-of-range values are clamped).
     pub limit: usize,
@@ -436,6 +460,7 @@ impl PageRequest {
 
 /// A page of a listing.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Page {
     /// The records, newest first.
     pub items: Vec<TokenRecord>,

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keygate::{Projects, ScopeSet, TokenRecord, TokenStatus};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::fail::Failure;
 
@@ -115,30 +115,9 @@ pub(crate) fn table(records: &[TokenRecord], now: DateTime<Utc>) -> String {
     out
 }
 
-/// A record as JSON (no digests).
+/// A record as JSON: the shared record view of the admin API (no digests).
 pub(crate) fn record_json(r: &TokenRecord, now: DateTime<Utc>) -> Value {
-    json!({
-        "id": r.id.as_str(),
-        "name": r.name,
-        "description": r.description,
-        "owner": r.owner,
-        "created_by": r.created_by,
-        "created_at": instant(r.created_at),
-        "updated_at": instant(r.updated_at),
-        "status": r.status.as_str(),
-        "expired": r.expiry.is_expired_at(now),
-        "expires_at": r.expiry.at().map(instant),
-        "scopes": r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "projects": match &r.projects {
-            Projects::All => json!("all"),
-            Projects::Only(set) => json!(set.iter().map(|p| p.as_str()).collect::<Vec<_>>()),
-        },
-        "metadata": r.metadata,
-        "last_used_at": r.last_used_at.map(instant),
-        // The newest retired secret: the only one that can still be inside its grace period.
-        "previous_secret_valid_until": r.retired.first().map(|p| instant(p.valid_until)),
-        "version": r.version,
-    })
+    serde_json::to_value(keygate::record::TokenView::new(r, now)).unwrap_or(Value::Null)
 }
 
 /// A record as `key: value` lines.
