@@ -289,18 +289,21 @@ where
     }
 }
 
-/// Requires every scope of a set (see [`require_scopes`]).
+/// Requires every scope of a set (see [`require_scopes`]); a refusal is audited as
+/// `authz_fail` through the manager's audit sink.
 #[derive(Clone, Debug)]
 pub struct ScopePolicy {
     required: ScopeSet,
+    manager: TokenManager,
     config: Option<Arc<AuthConfig>>,
 }
 
 impl ScopePolicy {
-    /// Requires every scope of `scopes`.
-    pub fn new(scopes: ScopeSet) -> Self {
+    /// Requires every scope of `scopes`, auditing refusals through `manager`.
+    pub fn new(manager: TokenManager, scopes: ScopeSet) -> Self {
         ScopePolicy {
             required: scopes,
+            manager,
             config: None,
         }
     }
@@ -312,7 +315,7 @@ impl ScopePolicy {
     /// If a string is not a valid scope: a typo such as `Projects:read` is a programming
     /// error, caught when the router is built (as axum's `route_layer` does for its own
     /// misuse), not a 500 on every request.
-    pub fn parse<I, T>(scopes: I) -> Self
+    pub fn parse<I, T>(manager: TokenManager, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
@@ -327,7 +330,7 @@ impl ScopePolicy {
                 Err(e) => panic!("keygate: invalid scope {s:?} in a route requirement: {e}"),
             }
         }
-        Self::new(set)
+        Self::new(manager, set)
     }
 
     /// Uses the realm of `config` in responses.
@@ -351,10 +354,13 @@ impl ScopePolicy {
 
 impl TokenPolicy for ScopePolicy {
     fn check(&self, token: &VerifiedToken) -> Result<(), AuthRejection> {
-        if token.scopes().grants_all(&self.required) {
-            Ok(())
-        } else {
-            Err(self.reject(RejectionReason::InsufficientScope(self.required.clone())))
+        match token.scopes().first_missing(&self.required) {
+            None => Ok(()),
+            Some(missing) => {
+                // Audited as `authz_fail`, as every refusal of a scope is.
+                let _ = self.manager.authorize(token, missing);
+                Err(self.reject(RejectionReason::InsufficientScope(self.required.clone())))
+            }
         }
     }
 
@@ -367,15 +373,16 @@ impl TokenPolicy for ScopePolicy {
 /// [`RequireToken`] put into the request extensions: 403 `insufficient_scope` (listing the
 /// required scopes) if one is missing, 401 if there is no verified token.
 ///
-/// With axum: `.route_layer(require_scopes(["projects:write"]))`.
+/// With axum: `.route_layer(require_scopes(&manager, ["projects:write"]))`, or
+/// [`Keygate::require_scopes`](crate::axum::Keygate::require_scopes).
 ///
 /// # Panics
 ///
 /// If a string is not a valid scope (see [`ScopePolicy::parse`]), when the layer is made.
-pub fn require_scopes<I, T>(scopes: I) -> RequireScopesLayer<ScopePolicy>
+pub fn require_scopes<I, T>(manager: &TokenManager, scopes: I) -> RequireScopesLayer<ScopePolicy>
 where
     I: IntoIterator<Item = T>,
     T: AsRef<str>,
 {
-    RequireScopesLayer::new(ScopePolicy::parse(scopes))
+    RequireScopesLayer::new(ScopePolicy::parse(manager.clone(), scopes))
 }

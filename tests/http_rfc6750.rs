@@ -636,7 +636,11 @@ where
 #[test]
 #[should_panic(expected = "invalid scope \"Projects:read\" in a route requirement")]
 fn a_typo_in_require_scopes_panics_at_construction() {
-    let _ = keygate::tower::require_scopes(["projects:write", "Projects:read"]);
+    let manager = TokenManager::builder(keygate::MemoryStore::new())
+        .server_key(ServerKey::generate())
+        .build()
+        .unwrap();
+    let _ = keygate::tower::require_scopes(&manager, ["projects:write", "Projects:read"]);
 }
 
 /// The positive twin of the `compile_fail` example on `ScopeRequirement::SCOPES`: the same
@@ -649,4 +653,45 @@ fn a_valid_scope_requirement_builds_a_router() {
     }
     async fn handler(_token: Scoped<Fine>) {}
     let _app: Router<Keygate> = Router::new().route("/", get(handler));
+}
+
+/// A refusal by the scope layer is audited as `authz_fail`, like every other scope check.
+#[tokio::test]
+async fn the_scope_layer_audits_its_refusals() {
+    let events: Arc<std::sync::Mutex<Vec<keygate::audit::AuditEvent>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    let manager = TokenManager::builder(keygate::MemoryStore::new())
+        .server_key(ServerKey::generate())
+        .audit_sink(move |e: &keygate::audit::AuditEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let token = manager
+        .issue(IssueRequest::new("t", "o").scopes(ScopeSet::parse(["projects:read"]).unwrap()))
+        .await
+        .unwrap();
+    let keygate = Keygate::new(manager);
+    let app = Router::new()
+        .route(
+            "/w",
+            get(|| async { "ok" }).route_layer(keygate.require_scopes(["projects:write"])),
+        )
+        .layer(keygate.layer())
+        .with_state(keygate);
+    let server = Server::start(app).await;
+    let r = client()
+        .get(server.url("/w"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let denied: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(&e.kind, keygate::audit::AuditKind::AccessDenied { missing } if missing.contains("projects:write")))
+        .cloned()
+        .collect();
+    assert_eq!(denied.len(), 1, "one authz_fail for the refused request");
+    assert_eq!(denied[0].kind.owasp_name(), "authz_fail");
 }

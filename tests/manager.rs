@@ -111,10 +111,19 @@ async fn issue_and_verify() {
     );
     assert!(v.grants(&scope("projects:read")));
     assert!(!v.grants(&scope("projects:write")));
-    assert!(v.require_project(&ProjectId::new("web").unwrap()).is_ok());
-    assert!(v.require_project(&ProjectId::new("db").unwrap()).is_err());
+    assert!(
+        f.manager
+            .authorize_project(&v, &ProjectId::new("web").unwrap())
+            .is_ok()
+    );
+    assert!(
+        f.manager
+            .authorize_project(&v, &ProjectId::new("db").unwrap())
+            .is_err()
+    );
     assert!(!v.used_previous_secret());
-    assert_eq!(f.audit.names(), ["authn_token_created"]);
+    // The refused project check is audited.
+    assert_eq!(f.audit.names(), ["authn_token_created", "authz_fail"]);
 
     // The stored record holds no plaintext.
     let stored = f.store.get(issued.id()).await.unwrap().unwrap();

@@ -8,7 +8,8 @@
 //!   itself. `Option<VerifiedToken>` is `None` without credentials and still refuses bad
 //!   ones.
 //! - [`Scoped<R>`] requires the scopes of a [`ScopeRequirement`] as a typed extractor;
-//!   [`require_scopes`] does the same as a route layer (inside the `RequireToken` layer).
+//!   [`Keygate::require_scopes`] does the same as a route layer (inside the `RequireToken`
+//!   layer). Both audit a refusal as `authz_fail`.
 //!   [`Keygate::authorize_project`] checks a project for handlers that act on one.
 //! - [`AuthRejection`] is the one rejection type; it renders RFC 6750 responses (see
 //!   [`crate::http`]).
@@ -16,7 +17,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use keygate::axum::{Keygate, require_scopes};
+//! use keygate::axum::Keygate;
 //! use keygate::{MemoryStore, ServerKey, TokenManager, VerifiedToken};
 //!
 //! async fn whoami(token: VerifiedToken) -> String {
@@ -30,7 +31,7 @@
 //! let keygate = Keygate::new(manager);
 //! let app = Router::new()
 //!     .route("/api/projects", get(|| async { "[]" }))
-//!     .route_layer(require_scopes(["projects:read"]))
+//!     .route_layer(keygate.require_scopes(["projects:read"]))
 //!     .route("/api/whoami", get(whoami))
 //!     .nest("/api/tokens", keygate.admin_router())
 //!     .layer(keygate.layer())
@@ -55,8 +56,6 @@ use crate::scope::{ProjectId, Scope, ScopeSet};
 use crate::tower::{RequireScopesLayer, RequireTokenLayer, ScopePolicy};
 
 pub mod admin;
-
-pub use crate::tower::require_scopes;
 
 /// The OpenAPI 3 document of the admin API, as served at `GET {mount}/openapi.json`.
 /// Paths are relative to where the router is mounted.
@@ -99,13 +98,21 @@ impl Keygate {
         RequireTokenLayer::with_shared_config(self.manager.clone(), Arc::clone(&self.config))
     }
 
-    /// Like [`require_scopes`], answering with this configuration's realm.
+    /// A route layer requiring every listed scope of the verified token (see
+    /// [`crate::tower::require_scopes`]), answering with this configuration's realm and
+    /// auditing refusals as `authz_fail`.
+    ///
+    /// # Panics
+    ///
+    /// If a string is not a valid scope, when the layer is made.
     pub fn require_scopes<I, T>(&self, scopes: I) -> RequireScopesLayer<ScopePolicy>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        RequireScopesLayer::new(ScopePolicy::parse(scopes).with_config(Arc::clone(&self.config)))
+        RequireScopesLayer::new(
+            ScopePolicy::parse(self.manager.clone(), scopes).with_config(Arc::clone(&self.config)),
+        )
     }
 
     /// Reads and verifies the credential of a request: `Ok(None)` without one.

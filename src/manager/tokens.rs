@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::AccessError;
 use crate::expiry::Expiry;
 use crate::record::TokenRecord;
-use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
+use crate::scope::{Projects, Scope, ScopeSet};
 use crate::token::{TokenId, TokenSecret};
 
 /// A freshly issued or rotated token: the record and the plaintext, shown once.
@@ -87,17 +86,11 @@ impl VerifiedToken {
     pub fn used_previous_secret(&self) -> bool {
         self.via_previous
     }
-    /// Does the token grant `scope`?
+    /// Does the token grant `scope`? A plain query: to decide a request, use
+    /// [`TokenManager::authorize`](crate::TokenManager::authorize) (or the axum and tower
+    /// helpers built on it), which audits a refusal.
     pub fn grants(&self, scope: &Scope) -> bool {
         self.record.scopes.grants(scope)
-    }
-    /// `Ok` if the token grants `scope`.
-    pub fn require_scope(&self, scope: &Scope) -> Result<(), AccessError> {
-        self.record.scopes.require(scope)
-    }
-    /// `Ok` if the token may act on `project`.
-    pub fn require_project(&self, project: &ProjectId) -> Result<(), AccessError> {
-        self.record.projects.require(project)
     }
     /// The record as it was when verified (digests inside are redacted in `Debug`).
     pub fn record(&self) -> &TokenRecord {

@@ -183,7 +183,8 @@ impl TokenManager {
     /// Checks that a verified token grants `scope`, reporting `authz_fail` if not.
     pub fn authorize(&self, token: &VerifiedToken, scope: &Scope) -> Result<(), AccessError> {
         token
-            .require_scope(scope)
+            .scopes()
+            .require(scope)
             .inspect_err(|e| self.deny(token, e))
     }
 
@@ -194,7 +195,8 @@ impl TokenManager {
         project: &ProjectId,
     ) -> Result<(), AccessError> {
         token
-            .require_project(project)
+            .projects()
+            .require(project)
             .inspect_err(|e| self.deny(token, e))
     }
 
