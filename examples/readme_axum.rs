@@ -25,8 +25,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(list_projects).route_layer(keygate.require_scopes(["projects:read"])),
         )
         .route("/api/whoami", get(whoami))
-        .nest("/api/tokens", keygate.admin_router())
         .layer(keygate.layer())
+        // The token admin API, outside the layer: it authenticates each request itself and
+        // serves its OpenAPI document at /api/tokens/openapi.json without credentials.
+        .merge(keygate.admin_router_at("/api/tokens")?)
         .with_state(keygate); // extractors find the manager in the state (`FromRef<S>` works too)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     axum::serve(listener, app).await?;

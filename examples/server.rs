@@ -20,7 +20,11 @@
 //! Routes: `GET /api/projects` (scope `projects:read`, as a route layer), `POST /api/projects`
 //! (`projects:write`, as a typed extractor, plus a project check), `GET /api/projects/{id}`
 //! (`projects:read` and the project), `GET /api/whoami` (any valid token), and the admin API
-//! under `/api/tokens` (see `keygate::axum::admin`).
+//! under `/api/tokens` (see `keygate::axum::admin`), with its OpenAPI document at
+//! `GET /api/tokens/openapi.json` (no credentials needed).
+//!
+//! The admin router is merged outside keygate's layer: each of its routes authenticates
+//! its request itself, and the document, which holds no secret, answers without one.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -191,7 +195,11 @@ async fn whoami(token: VerifiedToken) -> Response {
     .into_response()
 }
 
-/// The service: every route behind keygate's layer.
+/// Where the admin API is mounted.
+const ADMIN_PREFIX: &str = "/api/tokens";
+
+/// The service: the application's routes behind keygate's layer, and the admin API beside
+/// them (it authenticates each request itself; its OpenAPI document needs no credentials).
 pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
     let state = AppState {
         keygate: keygate.clone(),
@@ -215,8 +223,8 @@ pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
         )
         .route("/api/projects/{id}", get(get_project))
         .route("/api/whoami", get(whoami))
-        .nest("/api/tokens", keygate.admin_router())
         .layer(keygate.layer())
+        .merge(keygate.admin_router_at(ADMIN_PREFIX)?)
         .with_state(state))
 }
 
@@ -302,6 +310,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("keygate example service listening on http://{addr}");
+    println!("OpenAPI document of the admin API: http://{addr}{ADMIN_PREFIX}/openapi.json");
     if let Some(token) = admin {
         println!();
         println!("Admin token (shown once, keep it safe):");
@@ -311,7 +320,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         println!("  curl -H \"Authorization: Bearer {token}\" http://{addr}/api/whoami");
         println!("  curl -H \"Authorization: Bearer {token}\" http://{addr}/api/projects");
         println!(
-            "  curl -H \"Authorization: Bearer {token}\" -H 'Content-Type: application/json' \\\n       -d '{{\"name\":\"ci\",\"scopes\":[\"projects:read\"],\"expires\":\"7d\"}}' http://{addr}/api/tokens"
+            "  curl -H \"Authorization: Bearer {token}\" -H 'Content-Type: application/json' \\\n       -d '{{\"name\":\"ci\",\"scopes\":[\"projects:read\"],\"expires\":\"7d\"}}' http://{addr}{ADMIN_PREFIX}"
         );
         println!();
     }

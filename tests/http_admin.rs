@@ -1,6 +1,7 @@
 //! The admin API over a real socket: happy paths, show-once and `no-store`, filters and
 //! pagination, self-service, every escalation attempt, invalid input, store failures, and
-//! the OpenAPI document against the routes.
+//! the OpenAPI document against the routes. Every reply is checked against the served
+//! OpenAPI document (status documented, body valid against its schema).
 
 #![cfg(all(feature = "axum", feature = "test-util"))]
 #![expect(
@@ -16,12 +17,12 @@ use std::collections::BTreeSet;
 
 use axum::Router;
 use chrono::Duration;
+use http_support::openapi::Contract;
 use http_support::{Server, client, faulty_store};
 use keygate::axum::Keygate;
-use keygate::{
-    IssueRequest, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus,
-    expiry::ExpiryPolicy,
-};
+use keygate::expiry::ExpiryPolicy;
+use keygate::store::PageRequest;
+use keygate::{IssueRequest, Projects, ScopeSet, ServerKey, TokenId, TokenManager, TokenStatus};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -31,6 +32,8 @@ struct Api {
     server: Server,
     /// A `*` token owned by `root`.
     root: String,
+    /// The served OpenAPI document: every reply is checked against it.
+    contract: Contract,
 }
 
 struct Reply {
@@ -68,15 +71,26 @@ impl Api {
             .unwrap()
             .expose_secret()
             .to_owned();
+        // As the README mounts it: the application behind the layer, the admin API beside.
         let app = Router::new()
-            .nest("/api/tokens", keygate.admin_router())
-            .layer(keygate.layer());
+            .route("/api/whoami", axum::routing::get(|| async { "me" }))
+            .layer(keygate.layer())
+            .merge(keygate.admin_router_at("/api/tokens").unwrap());
         let server = Server::start(app).await;
+        // The document needs no credentials.
+        let resp = client()
+            .get(server.url("/api/tokens/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let contract = Contract::new(resp.json().await.unwrap());
         Api {
             keygate,
             faults,
             server,
             root,
+            contract,
         }
     }
 
@@ -107,10 +121,43 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
+        self.send(req).await
+    }
+
+    /// Sends `req` and checks the reply against the document: a documented operation
+    /// answers with a documented status and a body valid against its schema; anything else
+    /// is 404 or 405.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let (http, request) = req.build_split();
+        let request = request.unwrap();
+        let method = request.method().clone();
+        let path = request.url().path().to_owned();
+        let resp = http.execute(request).await.unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
+        let content_type = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let documented = self.contract.template(&path).is_some_and(|t| {
+            self.contract.document()["paths"][&t][method.as_str().to_lowercase()].is_object()
+        });
+        if documented {
+            if let Err(e) = self.contract.check(
+                method.as_str(),
+                &path,
+                status,
+                content_type.as_deref(),
+                &text,
+            ) {
+                panic!("the reply contradicts the OpenAPI document: {e}");
+            }
+        } else {
+            assert!(
+                matches!(status, 404 | 405),
+                "{method} {path}: undocumented, yet answered {status}"
+            );
+        }
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply {
             status,
@@ -133,10 +180,7 @@ impl Api {
         let page = self
             .keygate
             .manager()
-            .list(
-                &Default::default(),
-                &keygate::store::PageRequest::first(1000),
-            )
+            .list(&Default::default(), &PageRequest::first(1000))
             .await
             .unwrap();
         page.items.iter().map(|r| r.id.to_string()).collect()
@@ -668,12 +712,9 @@ async fn every_escalation_attempt_is_refused() {
         403
     );
     // No token at all.
-    let r = client()
-        .get(api.server.url("/api/tokens"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let r = api.send(client().get(api.server.url("/api/tokens"))).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"], "missing_credentials");
 
     let mut after = api.all_ids().await;
     after.remove(&ok_id);
@@ -740,24 +781,26 @@ async fn invalid_input_is_refused_and_changes_nothing() {
         assert!(!r.body["message"].as_str().unwrap().is_empty());
     }
     // Malformed JSON and a wrong media type.
-    let r = client()
-        .post(api.server.url("/api/tokens"))
-        .bearer_auth(&api.root)
-        .header("content-type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = client()
-        .post(api.server.url("/api/tokens"))
-        .bearer_auth(&api.root)
-        .header("content-type", "text/plain")
-        .body("{\"name\": \"x\"}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
+    let r = api
+        .send(
+            client()
+                .post(api.server.url("/api/tokens"))
+                .bearer_auth(&api.root)
+                .header("content-type", "application/json")
+                .body("{\"name\": "),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api
+        .send(
+            client()
+                .post(api.server.url("/api/tokens"))
+                .bearer_auth(&api.root)
+                .header("content-type", "text/plain")
+                .body("{\"name\": \"x\"}"),
+        )
+        .await;
+    assert_eq!(r.status, 415);
 
     // Bad ids, queries and cursors.
     assert_eq!(api.get("/Bad%20Id", &api.root).await.status, 400);
@@ -836,8 +879,16 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let method: Method = method.to_uppercase().parse().unwrap();
+            // The paths are where a client calls them: under the mount point.
+            assert!(path.starts_with("/api/tokens"), "{path}");
             let concrete = path.replace("{id}", id.as_str());
-            let r = api.call(method.clone(), &concrete, &nobody, None).await;
+            let r = api
+                .send(
+                    client()
+                        .request(method.clone(), api.server.url(&concrete))
+                        .bearer_auth(&nobody),
+                )
+                .await;
             let documented: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
             assert!(
                 documented.contains(&&r.status.to_string()),
@@ -853,6 +904,13 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
         }
     }
     assert_eq!(operations, 15);
+    // The collection answers with a trailing slash too.
+    for path in ["/api/tokens", "/api/tokens/"] {
+        let r = api
+            .send(client().get(api.server.url(path)).bearer_auth(&api.root))
+            .await;
+        assert_eq!(r.status, 200, "{path}");
+    }
     // An undocumented route does not exist.
     assert_eq!(api.get("/no/such/route", &api.root).await.status, 404);
     assert_eq!(

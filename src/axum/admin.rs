@@ -1,5 +1,6 @@
 //! The admin API: a JSON router over the [`TokenManager`](crate::TokenManager), made by
-//! [`Keygate::admin_router`].
+//! [`Keygate::admin_router_at`], with its OpenAPI document generated from the handlers and
+//! the types of their bodies ([`Keygate::admin_openapi`]).
 //!
 //! Every operation runs through [`TokenManager::acting_as`](crate::TokenManager::acting_as)
 //! for the calling token, so the delegation rules of
@@ -8,7 +9,7 @@
 //! lifetime beyond its own, and sees only the tokens it could have created (others are "not
 //! found"). On top of that each route needs a scope:
 //!
-//! | route (relative to the mount point) | scope |
+//! | route (after the prefix) | scope |
 //! |---|---|
 //! | `GET /`, `GET /{id}` | `tokens:read` |
 //! | `POST /`, `PATCH /{id}`, `DELETE /{id}`, `POST /{id}/rotate`, `/{id}/enable`, `/{id}/disable`, `/{id}/revoke`, `POST /bulk` | `tokens:write` |
@@ -18,6 +19,28 @@
 //! `*` grants everything, `tokens:*` all of the above. Every token id is addressable: `/self`
 //! and `/bulk` are routes, so the manager refuses them as ids
 //! ([`RESERVED_IDS`](crate::manager::RESERVED_IDS)), and `openapi.json` is not a valid id.
+//!
+//! # Mounting
+//!
+//! [`Keygate::admin_router_at`] registers the routes at their full paths under the prefix it
+//! is given, so it is merged, not nested: `.merge(keygate.admin_router_at("/api/tokens")?)`. The collection
+//! answers at the prefix with and without a trailing slash (`/api/tokens` and
+//! `/api/tokens/`). Each route authenticates its request itself (from the `Authorization:
+//! Bearer` header, or the API-key header of the [`AuthConfig`](crate::http::AuthConfig) in
+//! use), so the router can sit outside the [`RequireTokenLayer`](crate::tower::RequireTokenLayer)
+//! of the rest of the application; it must, for `GET {prefix}/openapi.json` to answer
+//! without credentials, which it does by design: the document holds no secret. Inside the
+//! layer everything still works, but the document then needs a valid token.
+//! ([`Keygate::admin_router`] is the same router at the root, for `nest`; its document
+//! takes the mount point from axum's `NestedPath`.)
+//!
+//! The document ([`Keygate::admin_openapi`], served at `GET {prefix}/openapi.json`) is
+//! OpenAPI 3.1. Its paths include the prefix, so each answers at the URL a generated client
+//! calls; its security schemes are those of the `AuthConfig` (`bearer` always, `api_key`
+//! when an API-key header is configured); its size limits are those of the manager's
+//! [`Limits`](crate::record::Limits).
+//!
+//! # Bodies and errors
 //!
 //! Bodies are JSON with unknown fields refused, at most
 //! [`Limits::max_request_body_bytes`](crate::record::Limits::max_request_body_bytes) (64 KiB
@@ -34,11 +57,13 @@
 //! loses a race answers 409).
 //!
 //! Errors are `{"error": code, "message": text}` with 400 (malformed JSON, query, id or
-//! `If-Match`), 403 (missing scope, escalation), 404, 409 (conflict, revoked token, grace
-//! running, last active `*` token), 412 (stale `If-Match`), 413 (body over the limit), 422
+//! `If-Match`), 403 (escalation), 404, 409 (conflict, revoked token, grace running, last
+//! active `*` token), 412 (stale `If-Match`), 413 (body over the limit), 415 (not JSON), 422
 //! (invalid values, expiry beyond policy, over a size limit, which the message names) or
-//! 503 (store unavailable). Every response carries `Cache-Control: no-store`; creation and
-//! rotation return the plaintext token once, in `token`.
+//! 503 (store unavailable); authentication and scope refusals (400, 401, 403, 503) are the
+//! RFC 6750 responses of [`crate::http`], `{"error": code}` with `WWW-Authenticate`. Every
+//! response carries `Cache-Control: no-store`; creation and rotation return the plaintext
+//! token once, in `token`.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +78,14 @@ use ::axum::routing::{MethodFilter, on};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use std::sync::Arc;
+
+use utoipa::openapi::schema::{OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
+
+mod limits;
 
 use super::Keygate;
 use crate::error::Error;
@@ -97,10 +130,72 @@ impl Method {
     }
 }
 
-/// A router that records what it registers, so the OpenAPI document can be checked against
-/// the real routes.
+/// Where the admin API is mounted: empty (the root), or `/`-separated segments of
+/// `A-Z`, `a-z`, `0-9`, `-`, `.`, `_`, `~`, starting with `/` and not ending with one
+/// (`/api/tokens`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Prefix(String);
+
+impl Prefix {
+    /// Routes at the root.
+    pub(crate) fn root() -> Prefix {
+        Prefix(String::new())
+    }
+
+    pub(crate) fn parse(prefix: &str) -> Result<Prefix, Error> {
+        if prefix.is_empty() || prefix == "/" {
+            return Ok(Prefix::root());
+        }
+        let Some(rest) = prefix.strip_prefix('/') else {
+            return Err(Error::InvalidConfig(
+                "admin API prefix: must start with `/` (e.g. `/api/tokens`)",
+            ));
+        };
+        for segment in rest.split('/') {
+            if segment.is_empty() {
+                return Err(Error::InvalidConfig(
+                    "admin API prefix: no empty segment and no trailing `/`",
+                ));
+            }
+            if segment == "." || segment == ".." {
+                return Err(Error::InvalidConfig(
+                    "admin API prefix: no `.` or `..` segment",
+                ));
+            }
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+            {
+                return Err(Error::InvalidConfig(
+                    "admin API prefix: segments use only `A-Z`, `a-z`, `0-9`, `-`, `.`, `_`, `~`",
+                ));
+            }
+        }
+        Ok(Prefix(prefix.to_owned()))
+    }
+
+    /// The full path of a route of the router (`/` is the prefix itself).
+    pub(crate) fn path(&self, route: &str) -> String {
+        join(&self.0, route)
+    }
+}
+
+/// `route` under `prefix` (no trailing `/`); the route `/` is the prefix itself.
+fn join(prefix: &str, route: &str) -> String {
+    {
+        match (prefix, route) {
+            ("", route) => route.to_owned(),
+            (prefix, "/") => prefix.to_owned(),
+            (prefix, route) => format!("{prefix}{route}"),
+        }
+    }
+}
+
+/// A router that records what it registers, so the route set can be checked against the
+/// generated document.
 struct Routes {
     router: Router<Keygate>,
+    prefix: Prefix,
     table: Vec<(Method, &'static str)>,
 }
 
@@ -110,16 +205,25 @@ impl Routes {
         H: Handler<T, Keygate>,
         T: 'static,
     {
-        self.router = self.router.route(path, on(method.filter(), handler));
+        if path == "/" && !self.prefix.0.is_empty() {
+            // The collection also answers with a trailing slash: `/api/tokens/`.
+            let slash = format!("{}/", self.prefix.0);
+            self.router = self
+                .router
+                .route(&slash, on(method.filter(), handler.clone()));
+        }
+        let full = self.prefix.path(path);
+        self.router = self.router.route(&full, on(method.filter(), handler));
         self.table.push((method, path));
         self
     }
 }
 
-fn routes() -> Routes {
+fn routes(prefix: Prefix) -> Routes {
     use Method::*;
     Routes {
         router: Router::new(),
+        prefix,
         table: Vec::new(),
     }
     .add(Get, "/openapi.json", openapi)
@@ -139,13 +243,15 @@ fn routes() -> Routes {
     .add(Post, "/{id}/revoke", revoke)
 }
 
-pub(super) fn router<S>(keygate: Keygate) -> Router<S>
+pub(super) fn router<S>(keygate: Keygate, prefix: Prefix) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     let body_limit = keygate.manager().limits().max_request_body_bytes();
-    routes()
+    let document = Arc::new(document(&keygate, &prefix));
+    routes(prefix)
         .router
+        .layer(::axum::Extension(OpenApiDocument(document)))
         .layer(::axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(::axum::middleware::map_response(no_store))
         .layer(::axum::middleware::from_fn(close_after_early_refusal))
@@ -240,10 +346,41 @@ impl From<Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// An error of the admin API.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ErrorBody<'a> {
+    /// A short code: `invalid_input`, `not_found`, `escalation_refused`, ...
     error: &'a str,
+    /// What is wrong, for a person.
     message: &'a str,
+}
+
+/// An authentication or scope refusal (RFC 6750), as [`AuthRejection::body`] writes it.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RejectionBody {
+    /// `missing_credentials`, `invalid_token`, `invalid_request`, `insufficient_scope`,
+    /// `project_denied` or `temporarily_unavailable`.
+    error: String,
+    /// With `insufficient_scope`: the scopes required, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// With `project_denied`: the project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
+    /// With `invalid_request`: what is malformed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<String>,
+}
+
+/// Any error body: an [`ErrorBody`] or a [`RejectionBody`].
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "describes the error bodies, for the document")]
+enum ErrorReply<'a> {
+    Api(ErrorBody<'a>),
+    Rejection(RejectionBody),
 }
 
 impl IntoResponse for ApiError {
@@ -387,8 +524,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 
 // ----- views ---------------------------------------------------------------------------------
 
-/// The JSON view of a token. Never a digest.
-#[derive(Serialize)]
+/// A token. Never its secret or digest.
+#[derive(Serialize, ToSchema)]
 struct TokenView<'a> {
     id: &'a TokenId,
     name: &'a str,
@@ -428,7 +565,7 @@ impl<'a> From<&'a TokenRecord> for TokenView<'a> {
 }
 
 /// A token with its plaintext, shown once.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct IssuedView<'a> {
     token: &'a str,
     #[serde(flatten)]
@@ -456,20 +593,24 @@ fn issued_json(status: StatusCode, issued: &IssuedToken) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
+/// A page of tokens.
+#[derive(Serialize, ToSchema)]
 struct ListView<'a> {
     items: Vec<TokenView<'a>>,
+    /// The cursor of the next page (`after`), if there is one.
     next: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A token a bulk action could not change, and why.
+#[derive(Serialize, ToSchema)]
 struct BulkFailure<'a> {
     id: &'a TokenId,
     error: &'static str,
     message: String,
 }
 
-#[derive(Serialize)]
+/// The report of a bulk action.
+#[derive(Serialize, ToSchema)]
 struct BulkView<'a> {
     changed: &'a [TokenId],
     unchanged: &'a [TokenId],
@@ -478,7 +619,8 @@ struct BulkView<'a> {
 
 // ----- requests ------------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+/// Which tokens a bulk action selects; every given criterion must hold.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FilterParams {
     name: Option<String>,
@@ -507,7 +649,9 @@ impl FilterParams {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// Filters and paging of a listing; every given criterion must hold.
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     name: Option<String>,
@@ -546,7 +690,8 @@ impl ListParams {
     }
 }
 
-#[derive(Deserialize)]
+/// A token to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     id: Option<TokenId>,
@@ -564,7 +709,8 @@ struct CreateBody {
     expires: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// Changes to a token; absent fields stay as they are.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     name: Option<String>,
@@ -575,7 +721,8 @@ struct UpdateBody {
     expires: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// How to rotate a token.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     grace: Option<String>,
@@ -585,7 +732,8 @@ struct RotateBody {
     end_grace: bool,
 }
 
-#[derive(Deserialize, Default)]
+/// How to revoke a token.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
     /// Also revoke every token this one created, and theirs in turn.
@@ -593,7 +741,8 @@ struct RevokeBody {
     children: bool,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+/// What a bulk action does.
+#[derive(Deserialize, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum BulkActionParam {
     Enable,
@@ -601,7 +750,8 @@ enum BulkActionParam {
     Revoke,
 }
 
-#[derive(Deserialize)]
+/// A bulk action: exactly one of `ids` and `filter`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkBody {
     action: BulkActionParam,
@@ -686,15 +836,37 @@ async fn own_token(kg: &Keygate, caller: &VerifiedToken, id: &TokenId) -> ApiRes
 
 // ----- handlers ------------------------------------------------------------------------------
 
-async fn openapi() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        super::OPENAPI_JSON,
+/// The generated document, shared by the router's `openapi.json` route.
+#[derive(Clone)]
+struct OpenApiDocument(Arc<utoipa::openapi::OpenApi>);
+
+/// This OpenAPI document. Needs no credentials.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
     )
-        .into_response()
+)]
+async fn openapi(
+    ::axum::Extension(doc): ::axum::Extension<OpenApiDocument>,
+    nested: Result<::axum::extract::NestedPath, ::axum::extract::rejection::NestedPathRejection>,
+) -> Response {
+    match nested {
+        // Nested with `Router::nest`: the paths are under the mount point too.
+        Ok(at) if !at.as_str().trim_end_matches('/').is_empty() => {
+            let mut doc = (*doc.0).clone();
+            let at = at.as_str().trim_end_matches('/');
+            let paths = std::mem::take(&mut doc.paths.paths);
+            for (path, item) in paths {
+                doc.paths.paths.insert(join(at, &path), item);
+            }
+            ::axum::Json(doc).into_response()
+        }
+        _ => ::axum::Json(&*doc.0).into_response(),
+    }
 }
 
 async fn list_tokens(
@@ -711,6 +883,23 @@ async fn list_tokens(
     Ok(::axum::Json(view).into_response())
 }
 
+/// Lists tokens (scope `tokens:read`).
+///
+/// Filters combine; pages follow `next`.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "tokens",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tokens, newest first", body = ListView),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn list(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Read>,
@@ -720,6 +909,21 @@ async fn list(
     list_tokens(&kg, &caller, filter, page).await
 }
 
+/// Lists the caller's own tokens (scope `tokens:self` or `tokens:read`).
+#[utoipa::path(
+    get,
+    path = "/self",
+    tag = "self-service",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tokens, newest first", body = ListView),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn self_list(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<SelfRead>,
@@ -754,6 +958,24 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
     Ok(issued_json(StatusCode::CREATED, &issued))
 }
 
+/// Creates a token (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/",
+    tag = "tokens",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn create(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -762,6 +984,24 @@ async fn create(
     issue(&kg, &caller, body).await
 }
 
+/// Creates a token for the caller's owner (scope `tokens:self` or `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/self",
+    tag = "self-service",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn self_create(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<SelfWrite>,
@@ -777,6 +1017,21 @@ async fn self_create(
     issue(&kg, &caller, body).await
 }
 
+/// Reads a token (scope `tokens:read`).
+#[utoipa::path(
+    get,
+    path = "/{id}",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn get_one(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Read>,
@@ -786,6 +1041,27 @@ async fn get_one(
     Ok(token_json(StatusCode::OK, &record))
 }
 
+/// Changes a token (scope `tokens:write`).
+#[utoipa::path(
+    patch,
+    path = "/{id}",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    request_body = Option<UpdateBody>,
+    responses(
+        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn update(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -819,6 +1095,22 @@ async fn update(
     Ok(token_json(StatusCode::OK, &record))
 }
 
+/// Deletes a token (scope `tokens:write`).
+#[utoipa::path(
+    delete,
+    path = "/{id}",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn delete(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -845,6 +1137,27 @@ fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRe
     Ok(req)
 }
 
+/// Issues a new secret for a token (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/{id}/rotate",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    request_body = Option<RotateBody>,
+    responses(
+        (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn rotate(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -857,6 +1170,27 @@ async fn rotate(
     Ok(issued_json(StatusCode::OK, &issued))
 }
 
+/// Rotates one of the caller's own tokens (scope `tokens:self` or `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/self/{id}/rotate",
+    tag = "self-service",
+    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    request_body = Option<RotateBody>,
+    responses(
+        (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn self_rotate(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<SelfWrite>,
@@ -884,6 +1218,22 @@ async fn set_status(
     Ok(token_json(StatusCode::OK, &record))
 }
 
+/// Enables a disabled token (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/{id}/enable",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn enable(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -892,6 +1242,22 @@ async fn enable(
     set_status(kg, caller, id, TokenStatus::Active).await
 }
 
+/// Disables a token, reversibly (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/{id}/disable",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn disable(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -900,6 +1266,26 @@ async fn disable(
     set_status(kg, caller, id, TokenStatus::Disabled).await
 }
 
+/// Revokes a token for good (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/{id}/revoke",
+    tag = "tokens",
+    params(("id" = TokenId, Path, description = "The token id")),
+    request_body = Option<RevokeBody>,
+    responses(
+        (status = 200, description = "The revoked token; with `children`, the bulk report", body = RevokeReply, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn revoke(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -917,6 +1303,22 @@ async fn revoke(
     Ok(bulk_json(&report))
 }
 
+/// Revokes one of the caller's own tokens (scope `tokens:self` or `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/self/{id}/revoke",
+    tag = "self-service",
+    params(("id" = TokenId, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
+        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn self_revoke(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<SelfWrite>,
@@ -931,6 +1333,23 @@ async fn self_revoke(
     Ok(token_json(StatusCode::OK, &record))
 }
 
+/// Enables, disables or revokes many tokens, by ids or by filter (scope `tokens:write`).
+#[utoipa::path(
+    post,
+    path = "/bulk",
+    tag = "tokens",
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "What changed, what was already so, and what failed", body = BulkView),
+        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
+        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
+        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
+        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
+        (status = 415, description = "The body is not JSON", body = ErrorReply),
+        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
+        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+    )
+)]
 async fn bulk(
     State(kg): State<Keygate>,
     Caller(caller, _): Caller<Write>,
@@ -975,45 +1394,213 @@ fn bulk_json(report: &BulkReport) -> Response {
     ::axum::Json(view).into_response()
 }
 
+/// The reply of `POST /{id}/revoke`: the token, or with `children` the bulk report.
+struct RevokeReply;
+
+impl utoipa::PartialSchema for RevokeReply {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(TokenView::name()))
+            .item(Ref::from_schema_name(BulkView::name()))
+            .into()
+    }
+}
+
+impl ToSchema for RevokeReply {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, schema) in [
+            (TokenView::name(), TokenView::schema()),
+            (BulkView::name(), BulkView::schema()),
+        ] {
+            schemas.push((name.into(), schema));
+        }
+        <TokenView as ToSchema>::schemas(schemas);
+        <BulkView as ToSchema>::schemas(schemas);
+    }
+}
+
+// ----- the OpenAPI document ------------------------------------------------------------------
+
+/// The operations and schemas, with paths relative to the prefix; [`document`] completes it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keygate admin API",
+        description = "Issue, list, change, rotate, disable and revoke API tokens. See \
+                       `keygate::axum::admin`."
+    ),
+    paths(
+        openapi, list, create, bulk, self_list, self_create, self_rotate, self_revoke, get_one,
+        update, delete, rotate, enable, disable, revoke
+    ),
+    components(schemas(ErrorReply, TokenStatus)),
+    tags(
+        (name = "tokens", description = "Tokens within the caller's reach"),
+        (name = "self-service", description = "The caller's owner's own tokens"),
+        (name = "meta", description = "This document"),
+    )
+)]
+struct AdminDoc;
+
+/// The security scheme of `Authorization: Bearer`, always accepted.
+const BEARER: &str = "bearer";
+/// The security scheme of the API-key header, when one is configured.
+const API_KEY: &str = "api_key";
+
+/// The document of the admin API as mounted at `prefix` with `keygate`'s configuration:
+/// every path under the prefix, the security schemes the `AuthConfig` accepts, and the
+/// manager's size limits.
+pub(super) fn document(keygate: &Keygate, prefix: &Prefix) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{
+        ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+
+    let mut doc = AdminDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.license = None;
+    doc.info.contact = None;
+
+    // Paths under the prefix.
+    let relative = std::mem::take(&mut doc.paths.paths);
+    for (path, item) in relative {
+        doc.paths.paths.insert(prefix.path(&path), item);
+    }
+
+    // The credentials of the configuration in use: Bearer always, the API-key header if set.
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("`Authorization: Bearer <token>`"))
+                .build(),
+        ),
+    );
+    let mut security = vec![SecurityRequirement::new(BEARER, Vec::<String>::new())];
+    if let Some(name) = keygate.config().api_key_header_name() {
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                name.as_str(),
+                "The bare token in this header",
+            ))),
+        );
+        security.push(SecurityRequirement::new(API_KEY, Vec::<String>::new()));
+    }
+    doc.security = Some(security);
+    // The document itself needs none.
+    for item in doc.paths.paths.values_mut() {
+        if let Some(op) = item.get.as_mut() {
+            if op.security.as_ref().is_some_and(|s| s.len() == 1)
+                && op.operation_id.as_deref() == Some("openapi")
+            {
+                op.security = Some(Vec::new());
+            }
+        }
+    }
+
+    limits::apply(&mut doc, keygate.manager().limits());
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// Every registered route is in the OpenAPI document and every documented operation is
-    /// registered.
+    fn keygate() -> Keygate {
+        let manager = crate::TokenManager::builder(crate::MemoryStore::new())
+            .server_key(crate::ServerKey::generate())
+            .build()
+            .unwrap();
+        Keygate::new(manager)
+    }
+
+    /// Every registered route is in the generated document, at its full path, and every
+    /// documented operation is registered; so for every prefix.
     #[test]
     fn openapi_document_matches_routes() {
-        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI_JSON).unwrap();
-        assert_eq!(
-            doc["openapi"].as_str().unwrap().split('.').next(),
-            Some("3")
-        );
-        let mut documented = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                if ["get", "post", "put", "patch", "delete", "head", "options"]
-                    .contains(&method.as_str())
-                {
-                    documented.insert((method.clone(), path.clone()));
+        for prefix in ["", "/api/tokens", "/v1"] {
+            let prefix = Prefix::parse(prefix).unwrap();
+            let doc = serde_json::to_value(document(&keygate(), &prefix)).unwrap();
+            assert_eq!(
+                doc["openapi"].as_str().unwrap().split('.').next(),
+                Some("3")
+            );
+            let mut documented = BTreeSet::new();
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                for method in item.as_object().unwrap().keys() {
+                    if ["get", "post", "put", "patch", "delete", "head", "options"]
+                        .contains(&method.as_str())
+                    {
+                        documented.insert((method.clone(), path.clone()));
+                    }
                 }
             }
+            let table = routes(prefix.clone()).table;
+            let registered: BTreeSet<(String, String)> = table
+                .iter()
+                .map(|(m, p)| (m.name().to_owned(), prefix.path(p)))
+                .collect();
+            assert_eq!(registered.len(), table.len(), "duplicate route");
+            assert_eq!(registered.len(), 15);
+            let missing: Vec<_> = registered.difference(&documented).collect();
+            let extra: Vec<_> = documented.difference(&registered).collect();
+            assert!(
+                missing.is_empty(),
+                "routes missing from the document: {missing:?}"
+            );
+            assert!(
+                extra.is_empty(),
+                "documented operations without a route: {extra:?}"
+            );
         }
-        let registered: BTreeSet<(String, String)> = routes()
-            .table
-            .iter()
-            .map(|(m, p)| (m.name().to_owned(), (*p).to_owned()))
-            .collect();
-        assert_eq!(registered.len(), routes().table.len(), "duplicate route");
-        let missing: Vec<_> = registered.difference(&documented).collect();
-        let extra: Vec<_> = documented.difference(&registered).collect();
-        assert!(
-            missing.is_empty(),
-            "routes missing from the document: {missing:?}"
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        for ok in ["", "/", "/api/tokens", "/v1", "/a-b/c.d/e_f/~g"] {
+            assert!(Prefix::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(Prefix::parse("/").unwrap().path("/"), "/");
+        assert_eq!(Prefix::parse("/api").unwrap().path("/"), "/api");
+        assert_eq!(Prefix::parse("/api").unwrap().path("/{id}"), "/api/{id}");
+        for bad in [
+            "api", "/api/", "//api", "/api//x", "/{id}", "/*rest", "/a b", "/./a", "/a/..", "/a?b",
+            "/a#b", "/%20",
+        ] {
+            assert!(
+                matches!(Prefix::parse(bad), Err(Error::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    /// The security schemes follow the configuration in use.
+    #[test]
+    fn security_schemes_follow_the_config() {
+        let prefix = Prefix::parse("/t").unwrap();
+        let doc = serde_json::to_value(document(&keygate(), &prefix)).unwrap();
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(schemes.keys().collect::<Vec<_>>(), ["bearer"]);
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        assert_eq!(
+            doc["paths"]["/t/openapi.json"]["get"]["security"],
+            serde_json::json!([])
         );
-        assert!(
-            extra.is_empty(),
-            "documented operations without a route: {extra:?}"
+
+        let config = crate::http::AuthConfig::new()
+            .api_key_header(::axum::http::HeaderName::from_static("x-api-key"));
+        let kg = Keygate::with_config(keygate().manager().clone(), config);
+        let doc = serde_json::to_value(document(&kg, &prefix)).unwrap();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["api_key"]["type"], "apiKey");
+        assert_eq!(schemes["api_key"]["in"], "header");
+        assert_eq!(schemes["api_key"]["name"], "x-api-key");
+        assert_eq!(
+            doc["security"],
+            serde_json::json!([{"bearer": []}, {"api_key": []}])
         );
     }
 }

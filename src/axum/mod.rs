@@ -13,7 +13,8 @@
 //!   [`Keygate::authorize_project`] checks a project for handlers that act on one.
 //! - [`AuthRejection`] is the one rejection type; it renders RFC 6750 responses (see
 //!   [`crate::http`]).
-//! - [`Keygate::admin_router`] is the JSON admin API (see [`admin`]).
+//! - [`Keygate::admin_router_at`] is the JSON admin API and [`Keygate::admin_openapi`] its
+//!   OpenAPI document, generated from the handlers' types (see [`admin`]).
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -33,8 +34,10 @@
 //!     .route("/api/projects", get(|| async { "[]" }))
 //!     .route_layer(keygate.require_scopes(["projects:read"]))
 //!     .route("/api/whoami", get(whoami))
-//!     .nest("/api/tokens", keygate.admin_router())
 //!     .layer(keygate.layer())
+//!     // Outside the layer: it authenticates each request itself, and serves its
+//!     // OpenAPI document at /api/tokens/openapi.json without credentials.
+//!     .merge(keygate.admin_router_at("/api/tokens")?)
 //!     .with_state(keygate);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
@@ -56,10 +59,7 @@ use crate::scope::{ProjectId, Scope, ScopeSet};
 use crate::tower::{RequireScopesLayer, RequireTokenLayer, ScopePolicy};
 
 pub mod admin;
-
-/// The OpenAPI 3 document of the admin API, as served at `GET {mount}/openapi.json`.
-/// Paths are relative to where the router is mounted.
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+mod schema;
 
 /// A token manager and the HTTP configuration: the state keygate's extractors and admin
 /// router read. Cheap to clone.
@@ -146,13 +146,80 @@ impl Keygate {
         })
     }
 
-    /// The admin API as a router to mount, e.g. `.nest("/api/tokens", keygate.admin_router())`.
-    /// See [`admin`].
+    /// The admin API with its routes under `prefix` (e.g. `/api/tokens`, or `""` for the
+    /// root), to [`merge`](::axum::Router::merge) into the application; the collection
+    /// answers at `{prefix}` and `{prefix}/`. Merge it outside the application's
+    /// [`layer`](Self::layer), so that `GET {prefix}/openapi.json` needs no credentials:
+    /// every other route authenticates its request itself. See [`admin`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) if `prefix` is not empty and
+    /// not `/`-separated segments of `A-Z`, `a-z`, `0-9`, `-`, `.`, `_`, `~` starting with
+    /// `/` and not ending with one.
+    ///
+    /// ```
+    /// # use keygate::{MemoryStore, ServerKey, TokenManager};
+    /// # use keygate::axum::Keygate;
+    /// # let manager = TokenManager::builder(MemoryStore::new())
+    /// #     .server_key(ServerKey::generate())
+    /// #     .build()
+    /// #     .unwrap();
+    /// let keygate = Keygate::new(manager);
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/api/whoami", axum::routing::get(|| async { "me" }))
+    ///     .layer(keygate.layer())
+    ///     .merge(keygate.admin_router_at("/api/tokens").unwrap());
+    /// assert!(keygate.admin_router_at::<()>("api/tokens").is_err());
+    /// assert!(keygate.admin_router_at::<()>("/api/tokens/").is_err());
+    /// assert!(keygate.admin_router_at::<()>("/api/{tokens}").is_err());
+    /// ```
+    pub fn admin_router_at<S>(&self, prefix: &str) -> Result<::axum::Router<S>, crate::Error>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Ok(admin::router(self.clone(), admin::Prefix::parse(prefix)?))
+    }
+
+    /// The admin API with its routes at the root, to
+    /// [`nest`](::axum::Router::nest): `.nest("/api/tokens", keygate.admin_router())`. Its
+    /// document learns the mount point from axum's
+    /// [`NestedPath`](::axum::extract::NestedPath). Prefer
+    /// [`admin_router_at`](Self::admin_router_at): axum's `nest` does not route
+    /// `{mount}/` to the collection, and a router nested inside the application's
+    /// [`layer`](Self::layer) serves its document only with a valid token.
     pub fn admin_router<S>(&self) -> ::axum::Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
-        admin::router(self.clone())
+        admin::router(self.clone(), admin::Prefix::root())
+    }
+
+    /// The OpenAPI 3.1 document of the admin API as
+    /// [`admin_router_at`](Self::admin_router_at) mounts it at `prefix` and serves it at
+    /// `GET {prefix}/openapi.json`: generated from the handlers and the types of their
+    /// bodies, with every path under `prefix`, the security schemes of this
+    /// [`AuthConfig`] (`bearer`, and `api_key` when an API-key header is configured) and
+    /// the manager's size limits. Serialize it with `serde_json`, or merge it into an
+    /// application's own `utoipa` document.
+    ///
+    /// # Errors
+    ///
+    /// As [`admin_router_at`](Self::admin_router_at), for an invalid `prefix`.
+    ///
+    /// ```
+    /// # use keygate::{MemoryStore, ServerKey, TokenManager};
+    /// # use keygate::axum::Keygate;
+    /// # let manager = TokenManager::builder(MemoryStore::new())
+    /// #     .server_key(ServerKey::generate())
+    /// #     .build()
+    /// #     .unwrap();
+    /// let keygate = Keygate::new(manager);
+    /// let doc = keygate.admin_openapi("/api/tokens").unwrap();
+    /// assert!(doc.paths.paths.contains_key("/api/tokens/{id}/rotate"));
+    /// ```
+    pub fn admin_openapi(&self, prefix: &str) -> Result<utoipa::openapi::OpenApi, crate::Error> {
+        Ok(admin::document(self, &admin::Prefix::parse(prefix)?))
     }
 }
 

@@ -15,6 +15,7 @@ use crate::token::TokenId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub enum TokenStatus {
     /// Usable.
     Active,

@@ -7,6 +7,8 @@
     reason = "test helpers: a failure is a test failure"
 )]
 
+pub mod openapi;
+
 use std::net::SocketAddr;
 
 use axum::Router;
