@@ -211,6 +211,7 @@ impl Limits {
 /// ```
 #[cfg(feature = "serde")]
 #[derive(Clone, Debug, serde::Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct TokenView<'a> {
     /// The id.
     pub id: &'a crate::TokenId,

@@ -95,7 +95,7 @@ use crate::manager::{
     BulkAction, BulkReport, IssueRequest, IssuedToken, RotateRequest, Selection, TokenUpdate,
     VerifiedToken,
 };
-use crate::record::{TokenRecord, TokenStatus};
+use crate::record::{TokenRecord, TokenStatus, TokenView};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::store::{Cursor, PageRequest, TokenFilter};
 use crate::token::TokenId;
@@ -524,46 +524,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 
 // ----- views ---------------------------------------------------------------------------------
 
-/// A token. Never its secret or digest.
-#[derive(Serialize, ToSchema)]
-struct TokenView<'a> {
-    id: &'a TokenId,
-    name: &'a str,
-    description: &'a str,
-    owner: &'a str,
-    created_by: &'a str,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
-    status: TokenStatus,
-    scopes: &'a ScopeSet,
-    projects: &'a Projects,
-    metadata: &'a BTreeMap<String, String>,
-    last_used_at: Option<DateTime<Utc>>,
-    version: u64,
-}
-
-impl<'a> From<&'a TokenRecord> for TokenView<'a> {
-    fn from(r: &'a TokenRecord) -> Self {
-        TokenView {
-            id: &r.id,
-            name: &r.name,
-            description: &r.description,
-            owner: &r.owner,
-            created_by: &r.created_by,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            expires_at: r.expiry.at(),
-            status: r.status,
-            scopes: &r.scopes,
-            projects: &r.projects,
-            metadata: &r.metadata,
-            last_used_at: r.last_used_at,
-            version: r.version,
-        }
-    }
-}
-
 /// A token with its plaintext, shown once.
 #[derive(Serialize, ToSchema)]
 struct IssuedView<'a> {
@@ -577,17 +537,17 @@ fn etag(r: &TokenRecord) -> [(header::HeaderName, String); 1] {
     [(header::ETAG, format!("\"{}\"", r.version))]
 }
 
-fn token_json(status: StatusCode, r: &TokenRecord) -> Response {
-    (status, etag(r), ::axum::Json(TokenView::from(r))).into_response()
+fn token_json(status: StatusCode, r: &TokenRecord, now: DateTime<Utc>) -> Response {
+    (status, etag(r), ::axum::Json(TokenView::new(r, now))).into_response()
 }
 
-fn issued_json(status: StatusCode, issued: &IssuedToken) -> Response {
+fn issued_json(status: StatusCode, issued: &IssuedToken, now: DateTime<Utc>) -> Response {
     (
         status,
         etag(issued.record()),
         ::axum::Json(IssuedView {
             token: issued.expose_secret(),
-            record: TokenView::from(issued.record()),
+            record: TokenView::new(issued.record(), now),
         }),
     )
         .into_response()
@@ -877,7 +837,11 @@ async fn list_tokens(
 ) -> ApiResult {
     let page = kg.manager().acting_as(caller).list(&filter, &page).await?;
     let view = ListView {
-        items: page.items.iter().map(TokenView::from).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|r| TokenView::new(r, kg.manager().now()))
+            .collect(),
         next: page.next.map(|c| c.to_string()),
     };
     Ok(::axum::Json(view).into_response())
@@ -955,7 +919,11 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
         req = req.metadata(k, v);
     }
     let issued = kg.manager().acting_as(caller).issue(req).await?;
-    Ok(issued_json(StatusCode::CREATED, &issued))
+    Ok(issued_json(
+        StatusCode::CREATED,
+        &issued,
+        kg.manager().now(),
+    ))
 }
 
 /// Creates a token (scope `tokens:write`).
@@ -1038,7 +1006,7 @@ async fn get_one(
     IdParam(id): IdParam,
 ) -> ApiResult {
     let record = kg.manager().acting_as(&caller).get(&id).await?;
-    Ok(token_json(StatusCode::OK, &record))
+    Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
 }
 
 /// Changes a token (scope `tokens:write`).
@@ -1092,7 +1060,7 @@ async fn update(
         change = change.expiry(parse_expiry(&v)?);
     }
     let record = kg.manager().acting_as(&caller).update(&id, change).await?;
-    Ok(token_json(StatusCode::OK, &record))
+    Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
 }
 
 /// Deletes a token (scope `tokens:write`).
@@ -1167,7 +1135,7 @@ async fn rotate(
 ) -> ApiResult {
     let req = rotate_request(body, expected)?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
-    Ok(issued_json(StatusCode::OK, &issued))
+    Ok(issued_json(StatusCode::OK, &issued, kg.manager().now()))
 }
 
 /// Rotates one of the caller's own tokens (scope `tokens:self` or `tokens:write`).
@@ -1201,7 +1169,7 @@ async fn self_rotate(
     let req = rotate_request(body, expected)?;
     own_token(&kg, &caller, &id).await?;
     let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
-    Ok(issued_json(StatusCode::OK, &issued))
+    Ok(issued_json(StatusCode::OK, &issued, kg.manager().now()))
 }
 
 async fn set_status(
@@ -1215,7 +1183,7 @@ async fn set_status(
         .acting_as(&caller)
         .set_status(&id, status)
         .await?;
-    Ok(token_json(StatusCode::OK, &record))
+    Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
 }
 
 /// Enables a disabled token (scope `tokens:write`).
@@ -1330,7 +1298,7 @@ async fn self_revoke(
         .acting_as(&caller)
         .set_status(&id, TokenStatus::Revoked)
         .await?;
-    Ok(token_json(StatusCode::OK, &record))
+    Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
 }
 
 /// Enables, disables or revokes many tokens, by ids or by filter (scope `tokens:write`).
