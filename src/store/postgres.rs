@@ -1,7 +1,6 @@
 //! The PostgreSQL store: see [`PostgresStore`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,18 +8,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 
 use super::sql::{
-    Migration, bad_row, check_ident, contains_pattern, insert_error, key_version_from_i64,
-    newer_schema, split_scopes, version_from_i64, version_to_i64,
+    Migration, TokenRow, bad_row, check_ident, col, conflict_or_not_found, contains_pattern,
+    decode, digest_of, fetch_record, insert_error, key_version_from_i64, newer_schema,
+    split_scopes, version_from_i64, version_to_i64,
 };
 use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
-use crate::expiry::Expiry;
 use crate::manager::TokenManager;
-use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
+use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
@@ -356,15 +355,8 @@ impl PostgresStore {
 impl PostgresStore {
     /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
     async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
-        match sqlx::query(&self.sql.exists)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-        {
-            Ok(Some(_)) => StoreError::Conflict,
-            Ok(None) => StoreError::NotFound,
-            Err(e) => StoreError::backend(e),
-        }
+        let exists = sqlx::query(&self.sql.exists).bind(id.as_str());
+        conflict_or_not_found(&self.pool, exists).await
     }
 }
 
@@ -437,17 +429,6 @@ async fn run_listener(pool: PgPool, channel: String, listener: PgListener, manag
     }
 }
 
-fn col<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-{
-    row.try_get(column).map_err(|_| bad_row(column))
-}
-
-fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
-    Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
-}
-
 /// A `timestamptz` value, decoded without panicking.
 ///
 /// sqlx's own `DateTime<Utc>` decoding adds the stored microseconds to the PostgreSQL epoch
@@ -508,78 +489,59 @@ impl<'r> sqlx::Decode<'r, Postgres> for Timestamp {
     }
 }
 
-/// A `timestamptz` column (see [`Timestamp`]).
-fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
-    col::<Timestamp>(row, column).map(|t| t.0)
-}
+impl TokenRow for PgRow {
+    /// A `timestamptz` column (see [`Timestamp`]).
+    fn instant(&self, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+        col::<_, Timestamp>(self, column).map(|t| t.0)
+    }
 
-/// A nullable `timestamptz` column (see [`Timestamp`]).
-fn opt_time(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    col::<Option<Timestamp>>(row, column).map(|t| t.map(|t| t.0))
-}
+    /// A nullable `timestamptz` column (see [`Timestamp`]).
+    fn opt_instant(&self, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        col::<_, Option<Timestamp>>(self, column).map(|t| t.map(|t| t.0))
+    }
 
-fn decode(row: &PgRow) -> Result<TokenRecord, StoreError> {
-    let id = TokenId::new(col::<&str>(row, "id")?).map_err(|_| bad_row("id"))?;
-    let status =
-        TokenStatus::from_str(col::<&str>(row, "status")?).map_err(|_| bad_row("status"))?;
-    let scopes = col::<Vec<String>>(row, "scopes")?
-        .iter()
-        .map(Scope::new)
-        .collect::<Result<ScopeSet, _>>()
-        .map_err(|_| bad_row("scopes"))?;
-    let projects = match col::<Option<Vec<String>>>(row, "projects")? {
-        None => Projects::All,
-        Some(list) => Projects::Only(
-            list.iter()
+    fn scopes(&self) -> Result<ScopeSet, StoreError> {
+        col::<_, Vec<String>>(self, "scopes")?
+            .iter()
+            .map(Scope::new)
+            .collect::<Result<ScopeSet, _>>()
+            .map_err(|_| bad_row("scopes"))
+    }
+
+    fn projects(&self) -> Result<Projects, StoreError> {
+        match col::<_, Option<Vec<String>>>(self, "projects")? {
+            None => Ok(Projects::All),
+            Some(list) => list
+                .iter()
                 .map(ProjectId::new)
                 .collect::<Result<BTreeSet<_>, _>>()
-                .map_err(|_| bad_row("projects"))?,
-        ),
-    };
-    let metadata: Json<BTreeMap<String, String>> = col(row, "metadata")?;
-    let digest = StoredDigest {
-        digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
-        key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
-    };
-    let digests = col::<Vec<Vec<u8>>>(row, "retired_digests")?;
-    let key_versions = col::<Vec<i64>>(row, "retired_key_versions")?;
-    let valid_until = col::<Vec<Timestamp>>(row, "retired_valid_until")?;
-    if digests.len() != key_versions.len() || digests.len() != valid_until.len() {
-        return Err(bad_row("retired_digests"));
+                .map(Projects::Only)
+                .map_err(|_| bad_row("projects")),
+        }
     }
-    let retired = digests
-        .iter()
-        .zip(key_versions)
-        .zip(valid_until)
-        .map(|((d, k), valid_until)| {
-            Ok(RetiredSecret {
-                digest: StoredDigest {
-                    digest: digest_of(d, "retired_digests")?,
-                    key_version: key_version_from_i64(k, "retired_key_versions")?,
-                },
-                valid_until: valid_until.0,
+
+    fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError> {
+        let digests = col::<_, Vec<Vec<u8>>>(self, "retired_digests")?;
+        let key_versions = col::<_, Vec<i64>>(self, "retired_key_versions")?;
+        let valid_until = col::<_, Vec<Timestamp>>(self, "retired_valid_until")?;
+        if digests.len() != key_versions.len() || digests.len() != valid_until.len() {
+            return Err(bad_row("retired_digests"));
+        }
+        digests
+            .iter()
+            .zip(key_versions)
+            .zip(valid_until)
+            .map(|((d, k), valid_until)| {
+                Ok(RetiredSecret {
+                    digest: StoredDigest {
+                        digest: digest_of(d, "retired_digests")?,
+                        key_version: key_version_from_i64(k, "retired_key_versions")?,
+                    },
+                    valid_until: valid_until.0,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(TokenRecord {
-        id,
-        name: col(row, "name")?,
-        description: col(row, "description")?,
-        owner: col(row, "owner")?,
-        created_by: col(row, "created_by")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
-        secret_issued_at: time(row, "secret_issued_at")?,
-        expiry: Expiry::from(opt_time(row, "expires_at")?),
-        status,
-        scopes,
-        projects,
-        metadata: metadata.0,
-        digest,
-        retired,
-        last_used_at: opt_time(row, "last_used_at")?,
-        version: version_from_i64(col(row, "version")?)?,
-    })
+            .collect()
+    }
 }
 
 /// The conditions of [`Reach::contains`], on `t`.
@@ -665,24 +627,16 @@ impl TokenStore for PostgresStore {
     }
 
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let row = sqlx::query(&self.sql.get)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        row.map(|r| decode(&r).map(Arc::new)).transpose()
+        let query = sqlx::query(&self.sql.get).bind(id.as_str());
+        fetch_record(&self.pool, query).await
     }
 
     async fn find_by_digest(
         &self,
         digest: &Digest,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let row = sqlx::query(&self.sql.find_by_digest)
-            .bind(&digest.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        row.map(|r| decode(&r).map(Arc::new)).transpose()
+        let query = sqlx::query(&self.sql.find_by_digest).bind(&digest.as_bytes()[..]);
+        fetch_record(&self.pool, query).await
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {

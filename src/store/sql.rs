@@ -1,15 +1,35 @@
-//! What the SQL stores share: identifier validation, migrations, LIKE escaping, row
-//! decoding errors, and [`SqlStore`] / [`connect`], which pick a backend by URL.
+//! What the SQL stores share, written once for both dialects.
+//!
+//! [`SqliteStore`](crate::SqliteStore) and [`PostgresStore`](crate::PostgresStore) differ in
+//! their SQL text and in what truly differs between the databases: SQLite keeps scopes,
+//! projects and retired secrets in child tables (and rebuilds a table to upgrade it),
+//! PostgreSQL keeps them in arrays, notifies other instances with `LISTEN`/`NOTIFY`, and needs
+//! its own timestamp decoder. Everything else is here, generic over `sqlx`'s database type
+//! and row type, with no SQL of its own beyond what both dialects spell alike:
+//!
+//! - [`TokenRow`]: a row type decodes the columns its dialect stores its own way (instants,
+//!   scopes, projects, retired secrets); [`decode`] reads the rest and builds the record,
+//!   every failure naming its column ([`bad_row`]).
+//! - [`fetch_record`], [`conflict_or_not_found`], [`fetch_page`]: run a query the store has
+//!   built and bound, and interpret its rows.
+//!
+//! Also here: identifier validation, LIKE escaping, range checks, error mapping, and
+//! [`SqlStore`] / [`connect`], which pick a backend by URL.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, Executor, IntoArguments, Row, Type};
 
 use super::{Page, PageRequest, TokenFilter, TokenStore};
-use crate::digest::Digest;
+use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
-use crate::record::TokenRecord;
+use crate::expiry::Expiry;
+use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
+use crate::scope::{Projects, ScopeSet};
 use crate::token::TokenId;
 
 /// Longest table prefix or schema name accepted.
@@ -124,6 +144,144 @@ pub(crate) fn insert_error(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::AlreadyExists,
         _ => StoreError::backend(e),
+    }
+}
+
+/// Column `column` of `row` as a `T`; a missing column or a value that does not decode is
+/// the column's [`bad_row`].
+pub(crate) fn col<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(column).map_err(|_| bad_row(column))
+}
+
+/// A 32-byte digest from `bytes`, or the column's [`bad_row`].
+pub(crate) fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
+    Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
+}
+
+/// The columns both dialects store alike, through [`col`]: implemented for every row type
+/// of a database that decodes these Rust types, so that generic code needs no sqlx bounds.
+pub(crate) trait Columns {
+    /// A text column.
+    fn text(&self, column: &'static str) -> Result<&str, StoreError>;
+    /// An integer column.
+    fn int(&self, column: &'static str) -> Result<i64, StoreError>;
+    /// A blob (`bytea`) column.
+    fn bytes(&self, column: &'static str) -> Result<&[u8], StoreError>;
+    /// A JSON column holding a string map.
+    fn json_map(&self, column: &'static str) -> Result<BTreeMap<String, String>, StoreError>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Json<BTreeMap<String, String>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &'static str) -> Result<&str, StoreError> {
+        col(self, column)
+    }
+    fn int(&self, column: &'static str) -> Result<i64, StoreError> {
+        col(self, column)
+    }
+    fn bytes(&self, column: &'static str) -> Result<&[u8], StoreError> {
+        col(self, column)
+    }
+    fn json_map(&self, column: &'static str) -> Result<BTreeMap<String, String>, StoreError> {
+        col::<_, Json<_>>(self, column).map(|m| m.0)
+    }
+}
+
+/// A row of a token query, as its dialect stores what the dialects store differently.
+pub(crate) trait TokenRow: Columns {
+    /// A timestamp column.
+    fn instant(&self, column: &'static str) -> Result<DateTime<Utc>, StoreError>;
+    /// A nullable timestamp column.
+    fn opt_instant(&self, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The token's scopes.
+    fn scopes(&self) -> Result<ScopeSet, StoreError>;
+    /// The token's projects.
+    fn projects(&self) -> Result<Projects, StoreError>;
+    /// The token's retired secrets, newest first.
+    fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError>;
+}
+
+/// Decodes a token row; a value keygate cannot read is its column's [`bad_row`], never a
+/// panic.
+pub(crate) fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
+    let id = TokenId::new(row.text("id")?).map_err(|_| bad_row("id"))?;
+    let status = row
+        .text("status")?
+        .parse::<TokenStatus>()
+        .map_err(|_| bad_row("status"))?;
+    let scopes = row.scopes()?;
+    let projects = row.projects()?;
+    let metadata = row.json_map("metadata")?;
+    let digest = StoredDigest {
+        digest: digest_of(row.bytes("digest")?, "digest")?,
+        key_version: key_version_from_i64(row.int("key_version")?, "key_version")?,
+    };
+    let retired = row.retired()?;
+    Ok(TokenRecord {
+        id,
+        name: row.text("name")?.to_owned(),
+        description: row.text("description")?.to_owned(),
+        owner: row.text("owner")?.to_owned(),
+        created_by: row.text("created_by")?.to_owned(),
+        created_at: row.instant("created_at")?,
+        updated_at: row.instant("updated_at")?,
+        secret_issued_at: row.instant("secret_issued_at")?,
+        expiry: Expiry::from(row.opt_instant("expires_at")?),
+        status,
+        scopes,
+        projects,
+        metadata,
+        digest,
+        retired,
+        last_used_at: row.opt_instant("last_used_at")?,
+        version: version_from_i64(row.int("version")?)?,
+    })
+}
+
+/// Runs `query` (a `get` or `find_by_digest`, bound) and decodes the record it finds.
+pub(crate) async fn fetch_record<'q, 'c, DB, A, E>(
+    executor: E,
+    query: sqlx::query::Query<'q, DB, A>,
+) -> Result<Option<Arc<TokenRecord>>, StoreError>
+where
+    DB: sqlx::Database<Row: TokenRow>,
+    A: 'q + IntoArguments<'q, DB>,
+    E: Executor<'c, Database = DB>,
+{
+    let row = query
+        .fetch_optional(executor)
+        .await
+        .map_err(StoreError::backend)?;
+    row.map(|r| decode(&r).map(Arc::new)).transpose()
+}
+
+/// Tells a failed compare-and-swap apart by running `exists` (the record's existence
+/// check, bound): `Conflict` if the record exists, `NotFound` if not.
+pub(crate) async fn conflict_or_not_found<'q, 'c, DB, A, E>(
+    executor: E,
+    exists: sqlx::query::Query<'q, DB, A>,
+) -> StoreError
+where
+    DB: sqlx::Database,
+    A: 'q + IntoArguments<'q, DB>,
+    E: Executor<'c, Database = DB>,
+{
+    match exists.fetch_optional(executor).await {
+        Ok(Some(_)) => StoreError::Conflict,
+        Ok(None) => StoreError::NotFound,
+        Err(e) => StoreError::backend(e),
     }
 }
 

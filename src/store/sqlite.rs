@@ -13,17 +13,17 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{
-    Migration, RangeError, bad_row, check_ident, contains_pattern, insert_error,
-    key_version_from_i64, newer_schema, split_scopes, version_from_i64, version_to_i64,
+    Migration, RangeError, TokenRow, bad_row, check_ident, col, conflict_or_not_found,
+    contains_pattern, decode, digest_of, fetch_record, insert_error, key_version_from_i64,
+    newer_schema, split_scopes, version_to_i64,
 };
 use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
-use crate::expiry::Expiry;
-use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
+use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
@@ -402,15 +402,8 @@ impl SqliteStore {
 
     /// Tells a failed compare-and-swap apart: `Conflict` if the record exists.
     async fn conflict_or_not_found(&self, id: &TokenId) -> StoreError {
-        match sqlx::query(&self.sql.exists)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-        {
-            Ok(Some(_)) => StoreError::Conflict,
-            Ok(None) => StoreError::NotFound,
-            Err(e) => StoreError::backend(e),
-        }
+        let exists = sqlx::query(&self.sql.exists).bind(id.as_str());
+        conflict_or_not_found(&self.pool, exists).await
     }
 
     async fn write_children(
@@ -551,80 +544,56 @@ fn opt_from_micros(
     v.map(|v| from_micros(v, column)).transpose()
 }
 
-fn col<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(column).map_err(|_| bad_row(column))
-}
+impl TokenRow for SqliteRow {
+    fn instant(&self, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+        from_micros(col(self, column)?, column)
+    }
 
-fn digest_of(bytes: &[u8], column: &'static str) -> Result<Digest, StoreError> {
-    Digest::from_slice(bytes).ok_or_else(|| bad_row(column))
-}
+    fn opt_instant(&self, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        opt_from_micros(col(self, column)?, column)
+    }
 
-fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    let id = TokenId::new(col::<&str>(row, "id")?).map_err(|_| bad_row("id"))?;
-    let status =
-        TokenStatus::from_str(col::<&str>(row, "status")?).map_err(|_| bad_row("status"))?;
-    let scopes: Json<Vec<String>> = col(row, "scopes")?;
-    let scopes = scopes
-        .0
-        .iter()
-        .map(Scope::new)
-        .collect::<Result<ScopeSet, _>>()
-        .map_err(|_| bad_row("scope"))?;
-    let projects = if col::<i64>(row, "all_projects")? != 0 {
-        Projects::All
-    } else {
-        let list: Json<Vec<String>> = col(row, "projects")?;
-        Projects::Only(
-            list.0
-                .iter()
-                .map(ProjectId::new)
-                .collect::<Result<BTreeSet<_>, _>>()
-                .map_err(|_| bad_row("project"))?,
-        )
-    };
-    let metadata: Json<std::collections::BTreeMap<String, String>> = col(row, "metadata")?;
-    let digest = StoredDigest {
-        digest: digest_of(col::<&[u8]>(row, "digest")?, "digest")?,
-        key_version: key_version_from_i64(col(row, "key_version")?, "key_version")?,
-    };
-    // `[[hex digest, key version, valid until], ...]` in position order.
-    let retired: Json<Vec<(String, i64, i64)>> = col(row, "retired")?;
-    let retired = retired
-        .0
-        .into_iter()
-        .map(|(d, k, until)| {
-            let bytes = hex::decode(d).map_err(|_| bad_row("retired digest"))?;
-            Ok(RetiredSecret {
-                digest: StoredDigest {
-                    digest: digest_of(&bytes, "retired digest")?,
-                    key_version: key_version_from_i64(k, "retired key_version")?,
-                },
-                valid_until: from_micros(until, "retired valid_until")?,
+    fn scopes(&self) -> Result<ScopeSet, StoreError> {
+        let scopes: Json<Vec<String>> = col(self, "scopes")?;
+        scopes
+            .0
+            .iter()
+            .map(Scope::new)
+            .collect::<Result<ScopeSet, _>>()
+            .map_err(|_| bad_row("scope"))
+    }
+
+    fn projects(&self) -> Result<Projects, StoreError> {
+        if col::<_, i64>(self, "all_projects")? != 0 {
+            return Ok(Projects::All);
+        }
+        let list: Json<Vec<String>> = col(self, "projects")?;
+        list.0
+            .iter()
+            .map(ProjectId::new)
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Projects::Only)
+            .map_err(|_| bad_row("project"))
+    }
+
+    fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError> {
+        // `[[hex digest, key version, valid until], ...]` in position order.
+        let retired: Json<Vec<(String, i64, i64)>> = col(self, "retired")?;
+        retired
+            .0
+            .into_iter()
+            .map(|(d, k, until)| {
+                let bytes = hex::decode(d).map_err(|_| bad_row("retired digest"))?;
+                Ok(RetiredSecret {
+                    digest: StoredDigest {
+                        digest: digest_of(&bytes, "retired digest")?,
+                        key_version: key_version_from_i64(k, "retired key_version")?,
+                    },
+                    valid_until: from_micros(until, "retired valid_until")?,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(TokenRecord {
-        id,
-        name: col(row, "name")?,
-        description: col(row, "description")?,
-        owner: col(row, "owner")?,
-        created_by: col(row, "created_by")?,
-        created_at: from_micros(col(row, "created_at")?, "created_at")?,
-        updated_at: from_micros(col(row, "updated_at")?, "updated_at")?,
-        secret_issued_at: from_micros(col(row, "secret_issued_at")?, "secret_issued_at")?,
-        expiry: Expiry::from(opt_from_micros(col(row, "expires_at")?, "expires_at")?),
-        status,
-        scopes,
-        projects,
-        metadata: metadata.0,
-        digest,
-        retired,
-        last_used_at: opt_from_micros(col(row, "last_used_at")?, "last_used_at")?,
-        version: version_from_i64(col(row, "version")?)?,
-    })
+            .collect()
+    }
 }
 
 /// Binds the record's columns in the order of `insert` (without `id` first when
@@ -669,24 +638,16 @@ impl TokenStore for SqliteStore {
     }
 
     async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let row = sqlx::query(&self.sql.get)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        row.map(|r| decode(&r).map(Arc::new)).transpose()
+        let query = sqlx::query(&self.sql.get).bind(id.as_str());
+        fetch_record(&self.pool, query).await
     }
 
     async fn find_by_digest(
         &self,
         digest: &Digest,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let row = sqlx::query(&self.sql.find_by_digest)
-            .bind(&digest.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        row.map(|r| decode(&r).map(Arc::new)).transpose()
+        let query = sqlx::query(&self.sql.find_by_digest).bind(&digest.as_bytes()[..]);
+        fetch_record(&self.pool, query).await
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
