@@ -11,11 +11,11 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 
 use super::sql::{
-    Migration, TokenRow, bad_row, check_ident, col, conflict_or_not_found, contains_pattern,
-    decode, digest_of, fetch_record, insert_error, key_version_from_i64, newer_schema,
-    split_scopes, version_from_i64, version_to_i64,
+    Dialect, Migration, TokenRow, bad_row, check_ident, col, conflict_or_not_found, digest_of,
+    fetch_page, fetch_record, insert_error, key_version_from_i64, newer_schema, push_filter,
+    push_page, split_scopes, version_from_i64, version_to_i64,
 };
-use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
+use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::manager::TokenManager;
@@ -614,6 +614,16 @@ fn bind_record<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
         .bind(r.last_used_at)
 }
 
+impl Dialect for Postgres {
+    type Time = DateTime<Utc>;
+    fn time(at: DateTime<Utc>) -> DateTime<Utc> {
+        at
+    }
+    // ASCII case folding only, as the reference semantics (ILIKE would fold more).
+    const FOLDED_NAME: &'static str =
+        "translate(t.name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
+}
+
 #[async_trait]
 impl TokenStore for PostgresStore {
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
@@ -668,35 +678,9 @@ impl TokenStore for PostgresStore {
     }
 
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
-        let limit = page.effective_limit();
         let mut q = QueryBuilder::<Postgres>::new(&self.sql.select);
         q.push(" WHERE TRUE");
-        if let Some(text) = &filter.name_contains {
-            // ASCII case folding only, as the reference semantics (ILIKE would fold more).
-            q.push(
-                " AND translate(t.name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', \
-                 'abcdefghijklmnopqrstuvwxyz') LIKE ",
-            )
-            .push_bind(contains_pattern(text))
-            .push(" ESCAPE '\\'");
-        }
-        if let Some(owner) = &filter.owner {
-            q.push(" AND t.owner = ").push_bind(owner.as_str());
-        }
-        if let Some(creator) = &filter.created_by {
-            q.push(" AND t.created_by = ").push_bind(creator.as_str());
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND t.status = ").push_bind(status.as_str());
-        }
-        if let Some(before) = filter.expires_before {
-            q.push(" AND t.expires_at < ").push_bind(before);
-        }
-        if let Some(after) = filter.expires_after {
-            q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
-                .push_bind(after)
-                .push(")");
-        }
+        push_filter(&mut q, filter);
         if let Some(project) = &filter.project {
             q.push(" AND (t.projects IS NULL OR t.projects @> ARRAY[")
                 .push_bind(project.as_str())
@@ -710,27 +694,8 @@ impl TokenStore for PostgresStore {
         if let Some(reach) = &filter.within {
             push_reach(&mut q, reach);
         }
-        if let Some(Cursor { created_at, id }) = &page.after {
-            q.push(" AND (t.created_at, t.id) < (")
-                .push_bind(*created_at)
-                .push(", ")
-                .push_bind(id.as_str())
-                .push(")");
-        }
-        q.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
-            .push_bind(limit as i64 + 1);
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        let more = rows.len() > limit;
-        let items = rows
-            .iter()
-            .take(limit)
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::new(items, more))
+        push_page(&mut q, page, ("t.created_at", "t.id"));
+        fetch_page(&self.pool, q.build(), page).await
     }
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {

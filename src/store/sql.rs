@@ -22,9 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Decode, Executor, IntoArguments, Row, Type};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
-use super::{Page, PageRequest, TokenFilter, TokenStore};
+use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::expiry::Expiry;
@@ -111,7 +111,7 @@ pub(crate) fn key_version_from_i64(version: i64, column: &'static str) -> Result
 
 /// A `LIKE` pattern (with `ESCAPE '\'`) matching names that contain `needle`, the needle
 /// folded to ASCII lower case. `%`, `_` and `\` in the needle match themselves.
-pub(crate) fn contains_pattern(needle: &str) -> String {
+fn contains_pattern(needle: &str) -> String {
     let mut p = String::with_capacity(needle.len() + 2);
     p.push('%');
     for c in needle.chars() {
@@ -215,7 +215,7 @@ pub(crate) trait TokenRow: Columns {
 
 /// Decodes a token row; a value keygate cannot read is its column's [`bad_row`], never a
 /// panic.
-pub(crate) fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
+fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
     let id = TokenId::new(row.text("id")?).map_err(|_| bad_row("id"))?;
     let status = row
         .text("status")?
@@ -283,6 +283,103 @@ where
         Ok(None) => StoreError::NotFound,
         Err(e) => StoreError::backend(e),
     }
+}
+
+/// What the shared code needs to know about a dialect beyond its row type. Implemented for
+/// `sqlx::Sqlite` and `sqlx::Postgres`, each in its store's file, next to its SQL.
+pub(crate) trait Dialect: sqlx::Database<Row: TokenRow> {
+    /// How an instant is bound: microseconds since the Unix epoch (SQLite) or a
+    /// `timestamptz` (PostgreSQL).
+    type Time: for<'q> Encode<'q, Self> + Type<Self> + Send + 'static;
+    /// `at` as bound.
+    fn time(at: DateTime<Utc>) -> Self::Time;
+    /// `t.name` folded to ASCII lower case: what `name_contains` matches with `LIKE`.
+    const FOLDED_NAME: &'static str;
+}
+
+/// Pushes the conditions of `filter` that both dialects write alike, on the listing's `t`:
+/// `name_contains`, `owner`, `created_by`, `status` and the expiry window. Projects, scopes
+/// and the reach are the dialect's.
+pub(crate) fn push_filter<'a, DB: Dialect>(q: &mut QueryBuilder<'a, DB>, filter: &'a TokenFilter)
+where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    if let Some(text) = &filter.name_contains {
+        // ASCII case folding only, as the reference semantics.
+        q.push(" AND ")
+            .push(DB::FOLDED_NAME)
+            .push(" LIKE ")
+            .push_bind(contains_pattern(text))
+            .push(" ESCAPE '\\'");
+    }
+    if let Some(owner) = &filter.owner {
+        q.push(" AND t.owner = ").push_bind(owner.as_str());
+    }
+    if let Some(creator) = &filter.created_by {
+        q.push(" AND t.created_by = ").push_bind(creator.as_str());
+    }
+    if let Some(status) = filter.status {
+        q.push(" AND t.status = ").push_bind(status.as_str());
+    }
+    if let Some(before) = filter.expires_before {
+        q.push(" AND t.expires_at < ").push_bind(DB::time(before));
+    }
+    if let Some(after) = filter.expires_after {
+        q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+            .push_bind(DB::time(after))
+            .push(")");
+    }
+}
+
+/// Pushes the page's cursor condition, the listing order and one row more than the limit
+/// (which tells whether more follow), `order` naming the `(created_at, id)` columns the
+/// query walks.
+pub(crate) fn push_page<'a, DB: Dialect>(
+    q: &mut QueryBuilder<'a, DB>,
+    page: &'a PageRequest,
+    order: (&str, &str),
+) where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    if let Some(Cursor { created_at, id }) = &page.after {
+        q.push(format_args!(" AND ({}, {}) < (", order.0, order.1))
+            .push_bind(DB::time(*created_at))
+            .push(", ")
+            .push_bind(id.as_str())
+            .push(")");
+    }
+    q.push(format_args!(
+        " ORDER BY {} DESC, {} DESC LIMIT ",
+        order.0, order.1
+    ))
+    .push_bind(page.effective_limit() as i64 + 1);
+}
+
+/// Runs a listing built with [`push_page`] and makes the page of its rows.
+pub(crate) async fn fetch_page<'q, 'c, DB, A, E>(
+    executor: E,
+    query: sqlx::query::Query<'q, DB, A>,
+    page: &PageRequest,
+) -> Result<Page, StoreError>
+where
+    DB: sqlx::Database<Row: TokenRow>,
+    A: 'q + IntoArguments<'q, DB>,
+    E: Executor<'c, Database = DB>,
+{
+    let limit = page.effective_limit();
+    let rows = query
+        .fetch_all(executor)
+        .await
+        .map_err(StoreError::backend)?;
+    let more = rows.len() > limit;
+    let items = rows
+        .iter()
+        .take(limit)
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::new(items, more))
 }
 
 /// A SQL store chosen at run time by [`SqlStore::connect`].

@@ -16,11 +16,11 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{
-    Migration, RangeError, TokenRow, bad_row, check_ident, col, conflict_or_not_found,
-    contains_pattern, decode, digest_of, fetch_record, insert_error, key_version_from_i64,
-    newer_schema, split_scopes, version_to_i64,
+    Dialect, Migration, RangeError, TokenRow, bad_row, check_ident, col, conflict_or_not_found,
+    digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64, newer_schema,
+    push_filter, push_page, split_scopes, version_to_i64,
 };
-use super::{Cursor, Page, PageRequest, Reach, TokenFilter, TokenStore};
+use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::record::{RetiredSecret, TokenRecord};
@@ -617,6 +617,15 @@ fn bind_record<'q>(
         .bind(i64::from(r.digest.key_version))
 }
 
+impl Dialect for Sqlite {
+    type Time = i64;
+    fn time(at: DateTime<Utc>) -> i64 {
+        micros(at)
+    }
+    // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
+    const FOLDED_NAME: &'static str = "t.name";
+}
+
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
@@ -709,7 +718,6 @@ impl TokenStore for SqliteStore {
     }
 
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
-        let limit = page.effective_limit();
         // The listing order's columns: the scope row's copy when listing by scope.
         let (mut q, order) = match &filter.scope {
             Some(scope) => {
@@ -723,29 +731,7 @@ impl TokenStore for SqliteStore {
                 (q, ("t.created_at", "t.id"))
             }
         };
-        if let Some(text) = &filter.name_contains {
-            // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
-            q.push(" AND t.name LIKE ")
-                .push_bind(contains_pattern(text))
-                .push(" ESCAPE '\\'");
-        }
-        if let Some(owner) = &filter.owner {
-            q.push(" AND t.owner = ").push_bind(owner.as_str());
-        }
-        if let Some(creator) = &filter.created_by {
-            q.push(" AND t.created_by = ").push_bind(creator.as_str());
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND t.status = ").push_bind(status.as_str());
-        }
-        if let Some(before) = filter.expires_before {
-            q.push(" AND t.expires_at < ").push_bind(micros(before));
-        }
-        if let Some(after) = filter.expires_after {
-            q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
-                .push_bind(micros(after))
-                .push(")");
-        }
+        push_filter(&mut q, filter);
         if let Some(project) = &filter.project {
             q.push(" AND (t.all_projects = 1 OR t.id IN (SELECT token_id FROM ")
                 .push(&self.sql.projects)
@@ -756,31 +742,9 @@ impl TokenStore for SqliteStore {
         if let Some(reach) = &filter.within {
             self.push_reach(&mut q, reach);
         }
-        if let Some(Cursor { created_at, id }) = &page.after {
-            q.push(format_args!(" AND ({}, {}) < (", order.0, order.1))
-                .push_bind(micros(*created_at))
-                .push(", ")
-                .push_bind(id.as_str())
-                .push(")");
-        }
-        q.push(format_args!(
-            " ORDER BY {} DESC, {} DESC LIMIT ",
-            order.0, order.1
-        ))
-        .push_bind(limit as i64 + 1)
-        .push(") ORDER BY o.created_at DESC, o.id DESC");
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        let more = rows.len() > limit;
-        let items = rows
-            .iter()
-            .take(limit)
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::new(items, more))
+        push_page(&mut q, page, order);
+        q.push(") ORDER BY o.created_at DESC, o.id DESC");
+        fetch_page(&self.pool, q.build(), page).await
     }
 
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
