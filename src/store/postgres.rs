@@ -11,8 +11,8 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 
 use super::sql::{
-    Dialect, Migration, TokenRow, bad_row, check_ident, col, conflict_or_not_found, digest_of,
-    fetch_page, fetch_record, insert_error, key_version_from_i64, newer_schema, push_filter,
+    Dialect, HISTORY, TokenRow, apply_migrations, bad_row, check_ident, col, conflict_or_not_found,
+    digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64, push_filter,
     push_page, split_scopes, version_from_i64, version_to_i64,
 };
 use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
@@ -25,24 +25,6 @@ use crate::token::TokenId;
 
 /// Longest wait between two reconnection attempts of the invalidation listener.
 const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "create_tokens",
-        sql: include_str!("migrations/postgres/0001_create_tokens.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "index_digests",
-        sql: include_str!("migrations/postgres/0002_index_digests.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "retired_secrets",
-        sql: include_str!("migrations/postgres/0003_retired_secrets.sql"),
-    },
-];
 
 /// A [`TokenStore`] in a PostgreSQL database, over a pool the application passes in.
 ///
@@ -283,41 +265,8 @@ impl PostgresStore {
                 .await
                 .map_err(StoreError::backend)?;
         }
-        let table = &self.sql.migrations;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT NOT NULL PRIMARY KEY, \
-             name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::backend)?;
-        let current: Option<i64> = sqlx::query_scalar(&format!("SELECT max(version) FROM {table}"))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        let current = current.unwrap_or(0);
-        let known = MIGRATIONS.last().map_or(0, |m| m.version);
-        if current > known {
-            return Err(newer_schema(current, known));
-        }
-        for m in MIGRATIONS {
-            if m.version <= current {
-                continue;
-            }
-            let sql = m.sql.replace("{schema}", &self.sql.quoted_schema);
-            // No arguments: the statements of the migration run as one script.
-            sqlx::Executor::execute(&mut *tx, sql.as_str())
-                .await
-                .map_err(StoreError::backend)?;
-            sqlx::query(&format!(
-                "INSERT INTO {table} (version, name) VALUES ($1, $2)"
-            ))
-            .bind(m.version)
-            .bind(m.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        }
+        let (table, schema) = (&self.sql.migrations, &self.sql.quoted_schema);
+        apply_migrations::<Postgres>(&mut tx, table, schema).await?;
         tx.commit().await.map_err(StoreError::backend)
     }
 
@@ -622,6 +571,19 @@ impl Dialect for Postgres {
     // ASCII case folding only, as the reference semantics (ILIKE would fold more).
     const FOLDED_NAME: &'static str =
         "translate(t.name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
+    const MIGRATIONS: [&'static str; HISTORY.len()] = [
+        include_str!("migrations/postgres/0001_create_tokens.sql"),
+        include_str!("migrations/postgres/0002_index_digests.sql"),
+        include_str!("migrations/postgres/0003_retired_secrets.sql"),
+    ];
+    const PLACEHOLDER: &'static str = "{schema}";
+    const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
+        (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, \
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+    const INSERT_RECORD: &'static str = "INSERT INTO {table} (version, name) VALUES ($1, $2)";
+    fn bind_applied_at<'q>(q: PgQuery<'q>) -> PgQuery<'q> {
+        q
+    }
 }
 
 #[async_trait]

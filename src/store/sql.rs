@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
@@ -62,16 +63,18 @@ pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static
     Ok(())
 }
 
-/// One embedded, versioned migration. `sql` holds a placeholder for the table prefix or
-/// schema, replaced by a validated identifier before it runs.
-pub(crate) struct Migration {
-    pub(crate) version: i64,
-    pub(crate) name: &'static str,
-    pub(crate) sql: &'static str,
-}
+/// keygate's schema history: each migration's version and name. Each dialect has one
+/// script per entry ([`Dialect::MIGRATIONS`]), embedded, holding [`Dialect::PLACEHOLDER`]
+/// for the table prefix or schema, which is replaced by a validated identifier before it
+/// runs. Migrations are history: a change to the schema is a new entry, never an edit.
+pub(crate) const HISTORY: [(i64, &str); 3] = [
+    (1, "create_tokens"),
+    (2, "index_digests"),
+    (3, "retired_secrets"),
+];
 
 /// The database records a schema version this build does not know: refuse to touch it.
-pub(crate) fn newer_schema(found: i64, known: i64) -> StoreError {
+fn newer_schema(found: i64, known: i64) -> StoreError {
     StoreError::backend(SchemaError(format!(
         "the database holds keygate schema version {found}, newer than the {known} this \
          build knows; upgrade keygate"
@@ -295,6 +298,70 @@ pub(crate) trait Dialect: sqlx::Database<Row: TokenRow> {
     fn time(at: DateTime<Utc>) -> Self::Time;
     /// `t.name` folded to ASCII lower case: what `name_contains` matches with `LIKE`.
     const FOLDED_NAME: &'static str;
+    /// The script of each [`HISTORY`] entry, in order.
+    const MIGRATIONS: [&'static str; HISTORY.len()];
+    /// What the scripts call the table prefix or the schema.
+    const PLACEHOLDER: &'static str;
+    /// Creates the table `{table}` recording the applied migrations, if missing.
+    const CREATE_RECORDS: &'static str;
+    /// Records a migration in `{table}`: binds the version, the name, then what
+    /// [`bind_applied_at`](Self::bind_applied_at) binds.
+    const INSERT_RECORD: &'static str;
+    /// Binds the rest of [`INSERT_RECORD`](Self::INSERT_RECORD) after version and name.
+    fn bind_applied_at<'q>(
+        q: Query<'q, Self, Self::Arguments<'q>>,
+    ) -> Query<'q, Self, Self::Arguments<'q>>;
+}
+
+/// Applies on `conn`, in the caller's transaction, the migrations the record table `table`
+/// does not list, each script with [`Dialect::PLACEHOLDER`] replaced by `ident`, and
+/// records each. Returns how many it applied; the commit is the caller's.
+///
+/// Refuses (applying nothing) a database whose recorded version is newer than this build
+/// knows.
+pub(crate) async fn apply_migrations<DB: Dialect>(
+    conn: &mut DB::Connection,
+    table: &str,
+    ident: &str,
+) -> Result<usize, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (Option<i64>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query(&DB::CREATE_RECORDS.replace("{table}", table))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+    let current: Option<i64> = sqlx::query_scalar(&format!("SELECT max(version) FROM {table}"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+    let current = current.unwrap_or(0);
+    let known = HISTORY.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(newer_schema(current, known));
+    }
+    let insert = DB::INSERT_RECORD.replace("{table}", table);
+    let mut applied = 0;
+    for (&(version, name), script) in HISTORY.iter().zip(DB::MIGRATIONS) {
+        if version <= current {
+            continue;
+        }
+        let sql = script.replace(DB::PLACEHOLDER, ident);
+        // No arguments: the statements of the migration run as one script.
+        sqlx::Executor::execute(&mut *conn, sql.as_str())
+            .await
+            .map_err(StoreError::backend)?;
+        DB::bind_applied_at(sqlx::query(&insert).bind(version).bind(name))
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+        applied += 1;
+    }
+    Ok(applied)
 }
 
 /// Pushes the conditions of `filter` that both dialects write alike, on the listing's `t`:

@@ -16,8 +16,8 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{
-    Dialect, Migration, RangeError, TokenRow, bad_row, check_ident, col, conflict_or_not_found,
-    digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64, newer_schema,
+    Dialect, HISTORY, RangeError, TokenRow, apply_migrations, bad_row, check_ident, col,
+    conflict_or_not_found, digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64,
     push_filter, push_page, split_scopes, version_to_i64,
 };
 use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
@@ -26,24 +26,6 @@ use crate::error::{Error, StoreError};
 use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "create_tokens",
-        sql: include_str!("migrations/sqlite/0001_create_tokens.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "index_digests",
-        sql: include_str!("migrations/sqlite/0002_index_digests.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "retired_secrets",
-        sql: include_str!("migrations/sqlite/0003_retired_secrets.sql"),
-    },
-];
 
 /// A [`TokenStore`] in a SQLite database, over a pool the application passes in.
 ///
@@ -349,43 +331,9 @@ impl SqliteStore {
             .await
             .map_err(StoreError::backend)?;
         let table = &self.sql.migrations;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (version INTEGER NOT NULL PRIMARY KEY, \
-             name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::backend)?;
-        let current: Option<i64> = sqlx::query_scalar(&format!("SELECT max(version) FROM {table}"))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        let current = current.unwrap_or(0);
-        let known = MIGRATIONS.last().map_or(0, |m| m.version);
-        if current > known {
-            return Err(newer_schema(current, known));
-        }
-        if current == known {
+        if apply_migrations::<Sqlite>(&mut tx, table, &self.prefix).await? == 0 {
+            // Up to date: nothing to check or commit.
             return Ok(());
-        }
-        for m in MIGRATIONS {
-            if m.version <= current {
-                continue;
-            }
-            let sql = m.sql.replace("{prefix}", &self.prefix);
-            // No arguments: the statements of the migration run as one script.
-            sqlx::Executor::execute(&mut *tx, sql.as_str())
-                .await
-                .map_err(StoreError::backend)?;
-            sqlx::query(&format!(
-                "INSERT INTO {table} (version, name, applied_at) VALUES (?, ?, ?)"
-            ))
-            .bind(m.version)
-            .bind(m.name)
-            .bind(Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
         }
         // Enforcement was off: check what it would have refused.
         for child in [&self.sql.scopes, &self.sql.projects, &self.sql.retired] {
@@ -596,12 +544,11 @@ impl TokenRow for SqliteRow {
     }
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
 /// Binds the record's columns in the order of `insert` (without `id` first when
 /// `with_id` is false, for `update`).
-fn bind_record<'q>(
-    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    r: &'q TokenRecord,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+fn bind_record<'q>(q: SqliteQuery<'q>, r: &'q TokenRecord) -> SqliteQuery<'q> {
     q.bind(r.name.as_str())
         .bind(r.description.as_str())
         .bind(r.owner.as_str())
@@ -624,6 +571,19 @@ impl Dialect for Sqlite {
     }
     // SQLite's LIKE ignores ASCII case only, as the reference semantics do.
     const FOLDED_NAME: &'static str = "t.name";
+    const MIGRATIONS: [&'static str; HISTORY.len()] = [
+        include_str!("migrations/sqlite/0001_create_tokens.sql"),
+        include_str!("migrations/sqlite/0002_index_digests.sql"),
+        include_str!("migrations/sqlite/0003_retired_secrets.sql"),
+    ];
+    const PLACEHOLDER: &'static str = "{prefix}";
+    const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
+        (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
+    const INSERT_RECORD: &'static str =
+        "INSERT INTO {table} (version, name, applied_at) VALUES (?, ?, ?)";
+    fn bind_applied_at<'q>(q: SqliteQuery<'q>) -> SqliteQuery<'q> {
+        q.bind(Utc::now().timestamp_micros())
+    }
 }
 
 #[async_trait]
