@@ -26,13 +26,12 @@ use crate::token::TokenId;
 /// Longest wait between two reconnection attempts of the invalidation listener.
 const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A [`TokenStore`] in a PostgreSQL database, over a pool the application passes in.
+/// A [`TokenStore`] in a PostgreSQL database (feature `postgres`), over a pool the
+/// application passes in: for several service instances sharing one database, with
+/// cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
 ///
 /// Cheap to clone (the pool and the statements are shared). Call
 /// [`migrate`](Self::migrate) once at start-up before using it.
-///
-/// The PostgreSQL store (feature `postgres`): several service instances sharing one
-/// database, with cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {

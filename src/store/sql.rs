@@ -4,14 +4,27 @@
 //! their SQL text and in what truly differs between the databases: SQLite keeps scopes,
 //! projects and retired secrets in child tables (and rebuilds a table to upgrade it),
 //! PostgreSQL keeps them in arrays, notifies other instances with `LISTEN`/`NOTIFY`, and needs
-//! its own timestamp decoder. Everything else is here, generic over `sqlx`'s database type
-//! and row type, with no SQL of its own beyond what both dialects spell alike:
+//! its own timestamp decoder. So each store keeps its statements, its writes (`insert`,
+//! `update`, `delete`, `touch`), its project, scope and reach conditions, and its set-up
+//! around the migrations (SQLite's foreign-key switch and check, PostgreSQL's advisory lock
+//! and schema). Everything else is here, once, as generic functions over `sqlx`'s database
+//! and row types that run queries the stores have built and bound:
 //!
-//! - [`TokenRow`]: a row type decodes the columns its dialect stores its own way (instants,
-//!   scopes, projects, retired secrets); [`decode`] reads the rest and builds the record,
-//!   every failure naming its column ([`bad_row`]).
-//! - [`fetch_record`], [`conflict_or_not_found`], [`fetch_page`]: run a query the store has
-//!   built and bound, and interpret its rows.
+//! - [`Dialect`], implemented for `sqlx::Sqlite` and `sqlx::Postgres` in their stores' files:
+//!   the little the shared code must know about a dialect (how an instant is bound, the
+//!   case-folded name, the migration scripts and the migration record table).
+//! - [`TokenRow`], implemented for each row type: decodes the columns its dialect stores its
+//!   own way (instants, scopes, projects, retired secrets); [`decode`] reads the rest and
+//!   builds the record, every failure naming its column ([`bad_row`]), never a panic.
+//! - [`fetch_record`] (`get`, `find_by_digest`), [`conflict_or_not_found`], and for `list`
+//!   [`push_filter`], [`push_page`] and [`fetch_page`].
+//! - [`HISTORY`] and [`apply_migrations`]: the schema history, and the runner that records
+//!   it, refuses a newer schema and applies the missing scripts in the caller's transaction.
+//!
+//! sqlx states its trait implementations per backend, so generic code needs bounds: they are
+//! kept out of sight by taking the executor and the bound query as type parameters (checked
+//! where a store calls with its concrete types) and by [`Columns`], implemented for every row
+//! type that can decode what it reads.
 //!
 //! Also here: identifier validation, LIKE escaping, range checks, error mapping, and
 //! [`SqlStore`] / [`connect`], which pick a backend by URL.

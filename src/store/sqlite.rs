@@ -27,12 +27,11 @@ use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
-/// A [`TokenStore`] in a SQLite database, over a pool the application passes in.
+/// A [`TokenStore`] in a SQLite database (feature `sqlite`), over a pool the application
+/// passes in: the embedded default for single-instance services.
 ///
 /// Cheap to clone (the pool and the statements are shared). Call
 /// [`migrate`](Self::migrate) once at start-up before using it.
-///
-/// The SQLite store (feature `sqlite`): the embedded default for single-instance services.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {
