@@ -16,12 +16,16 @@ pub(crate) use preset::{Expiry, ExpiryPreset};
 /// The longest duration keygate accepts anywhere: 100 years.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
-/// Parses `<N>d`, `<N>h`, `<N>m` or `<N>s` (N a non-negative integer, at most 100 years in
-/// all) into a duration; used for lifetimes and rotation grace periods.
+/// Parses `<N>d`, `<N>h`, `<N>m` or `<N>s` (N decimal digits, no sign, at most 100 years in
+/// all; surrounding whitespace ignored) into a duration; used for lifetimes and rotation grace periods.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let unit = s.chars().last()?;
-    let n: u64 = s.get(..s.len() - unit.len_utf8())?.parse().ok()?;
+    let digits = s.get(..s.len() - unit.len_utf8())?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // no sign, no spaces inside
+    }
+    let n: u64 = digits.parse().ok()?;
     let seconds_per = match unit {
         'd' => 86_400,
         'h' => 3_600,

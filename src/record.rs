@@ -54,9 +54,9 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 64 scopes, 256 projects, names of 128 bytes, descriptions of 1024, owners of 128,
-    /// 32 metadata entries (keys of 64 bytes, values of 1024), 1000 tokens per bulk call,
-    /// request bodies of 64 KiB.
+    /// 64 scopes, 256 projects, names of 128 characters, descriptions of 1024, owners of
+    /// 128, 32 metadata entries (keys of 64 characters, values of 1024), 1000 tokens per
+    /// bulk call, request bodies of 64 KiB.
     fn default() -> Self {
         Limits {
             scopes: 64,
@@ -105,18 +105,18 @@ limit_accessors! {
     scopes, max_scopes;
     /// Most projects per token.
     projects, max_projects;
-    /// Longest name, in bytes.
-    name, max_name_bytes;
-    /// Longest description, in bytes.
-    description, max_description_bytes;
-    /// Longest owner or creator, in bytes.
-    principal, max_principal_bytes;
+    /// Longest name, in characters (Unicode scalar values).
+    name, max_name_chars;
+    /// Longest description, in characters.
+    description, max_description_chars;
+    /// Longest owner or creator, in characters.
+    principal, max_principal_chars;
     /// Most metadata entries per token.
     metadata_entries, max_metadata_entries;
-    /// Longest metadata key, in bytes.
-    metadata_key, max_metadata_key_bytes;
-    /// Longest metadata value, in bytes.
-    metadata_value, max_metadata_value_bytes;
+    /// Longest metadata key, in characters.
+    metadata_key, max_metadata_key_chars;
+    /// Longest metadata value, in characters.
+    metadata_value, max_metadata_value_chars;
     /// Most tokens one bulk action (or one revocation with children) may change.
     bulk_ids, max_bulk_ids;
     /// Largest request body the admin API reads, in bytes.
@@ -136,11 +136,13 @@ impl Limits {
                 reason: "must not be empty",
             });
         }
-        if value.len() > max {
+        // Characters, as JSON Schema's `maxLength` counts them (a UTF-8 character takes at
+        // most 4 bytes, so a store column needs 4 bytes per character).
+        if value.chars().nth(max).is_some() {
             return Err(crate::Error::TooLarge {
                 field,
                 max,
-                unit: "bytes",
+                unit: "characters",
             });
         }
         if value

@@ -488,8 +488,57 @@ async fn sizes_are_bounded_for_everyone_and_nothing_is_written() {
     );
     assert_eq!(f.manager.get(&id).await.unwrap().version, 1);
 
+    // Text limits count characters, as JSON Schema's `maxLength` does, not bytes: 128
+    // three-byte characters (384 bytes) fit, 129 do not.
+    f.manager
+        .issue(
+            IssueRequest::new("名".repeat(128), "所".repeat(128)).metadata("鍵".repeat(64), "値"),
+        )
+        .await
+        .unwrap();
+    for (field, req) in [
+        ("name", IssueRequest::new("名".repeat(129), "a")),
+        ("owner", IssueRequest::new("x", "所".repeat(129))),
+        (
+            "metadata key",
+            IssueRequest::new("x", "a").metadata("鍵".repeat(65), "v"),
+        ),
+    ] {
+        match f.manager.issue(req).await {
+            Err(Error::TooLarge {
+                field: got,
+                unit: "characters",
+                ..
+            }) => assert_eq!(got, field),
+            other => panic!("{field}: expected TooLarge in characters, got {other:?}"),
+        }
+    }
+
     // Limits are configurable, and a zero limit is refused when the manager is built.
-    let small = fixture_with(ExpiryPolicy::unrestricted(), Limits::default().scopes(2));
+    let small = fixture_with(
+        ExpiryPolicy::unrestricted(),
+        Limits::default().scopes(2).bulk_ids(2),
+    );
+    // A filter selecting more tokens than one call may change: refused, nothing changed.
+    for i in 0..3 {
+        small
+            .issue(&format!("o{i}"), &[], ExpiryPreset::Never)
+            .await;
+    }
+    let r = small
+        .manager
+        .bulk(BulkAction::Disable, Selection::Filter(TokenFilter::new()))
+        .await;
+    assert!(matches!(r, Err(Error::TooManyMatches { max: 2 })), "{r:?}");
+    let page = small
+        .manager
+        .list(
+            &TokenFilter::new().status(TokenStatus::Active),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3, "nothing was disabled");
     let r = small
         .manager
         .issue(IssueRequest::new("x", "a").scopes(scopes(&["a", "b", "c"])))

@@ -517,7 +517,9 @@ async fn self_service_manages_only_own_tokens() {
             .iter()
             .all(|t| t["owner"] == "bob")
     );
-    assert_eq!(api.get("/self?owner=alice", &bob_self).await.status, 422);
+    // `owner` is not a parameter of the caller's own listing, even with the caller's owner.
+    assert_eq!(api.get("/self?owner=alice", &bob_self).await.status, 400);
+    assert_eq!(api.get("/self?owner=bob", &bob_self).await.status, 400);
 
     let r = api
         .post(
@@ -812,7 +814,23 @@ async fn invalid_input_is_refused_and_changes_nothing() {
     );
     assert_eq!(api.get("/?colour=red", &api.root).await.status, 400);
     assert_eq!(api.get("/?status=sleeping", &api.root).await.status, 400);
-    assert_eq!(api.get("/?after=garbage", &api.root).await.status, 422);
+    // Paging: a malformed cursor or a limit outside 1..=1000 is a malformed query.
+    for query in [
+        "after=garbage",
+        "after=",
+        "after=1.Bad",
+        "after=1234567890123456789.a",
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=99999999999999999999999",
+    ] {
+        let r = api.get(&format!("/?{query}"), &api.root).await;
+        assert_eq!((query, r.status), (query, 400), "{}", r.text);
+        assert_eq!(r.body["error"], "invalid_query");
+    }
+    assert_eq!(api.get("/?limit=1000", &api.root).await.status, 200);
+    assert_eq!(api.get("/?limit=1", &api.root).await.status, 200);
 
     // Updates and rotations with invalid input leave the record as it was.
     for body in [
@@ -844,6 +862,23 @@ async fn invalid_input_is_refused_and_changes_nothing() {
     let record = api.keygate.manager().get(&id).await.unwrap();
     assert_eq!(record.version, 1);
     assert_eq!(api.all_ids().await, before);
+
+    // An empty body and `null` are `{}`; another JSON type is refused.
+    let rotate = |body: &'static str| {
+        client()
+            .post(api.server.url(&format!("/api/tokens/{id}/rotate")))
+            .bearer_auth(&api.root)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    for body in ["", "null", " null "] {
+        let r = api.send(rotate(body)).await;
+        assert_eq!(r.status, 200, "{body:?}: {}", r.text);
+    }
+    for body in ["[]", "[null, null]", " [false]", "5", "\"x\"", "true"] {
+        let r = api.send(rotate(body)).await;
+        assert_eq!(r.status, 422, "{body:?}: {}", r.text);
+    }
 }
 
 #[tokio::test]

@@ -296,7 +296,23 @@ async fn if_match_makes_one_of_many_concurrent_rotations_win() {
         }
     };
     assert_eq!(patch("\"1\"").await.status, 412);
-    assert_eq!(patch("W/\"2\" junk").await.status, 400);
+    assert_eq!(
+        patch(" 1\t").await.status,
+        412,
+        "a bare version is the same tag"
+    );
+    for malformed in [
+        "W/\"2\" junk",
+        "W/\"2\"",
+        "\"2",
+        "2\"",
+        "\"\"",
+        "\"+2\"",
+        "\"2\", \"3\"",
+        "\"12345678901234567890\"",
+    ] {
+        assert_eq!(patch(malformed).await.status, 400, "{malformed}");
+    }
     assert_eq!(api.version(&id).await, 2);
     let r = patch("\"2\"").await;
     assert_eq!((r.status, r.etag.as_deref()), (200, Some("\"3\"")));

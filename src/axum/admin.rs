@@ -81,9 +81,10 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use utoipa::openapi::schema::{OneOfBuilder, Schema};
-use utoipa::openapi::{Ref, RefOr};
-use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, OpenApi, PartialSchema, ToSchema};
 
 mod limits;
 
@@ -322,6 +323,7 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
         | Error::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
         Error::Policy(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_violation"),
         Error::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded"),
+        Error::TooManyMatches { .. } => (StatusCode::CONFLICT, "too_many_matches"),
         Error::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
         Error::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -383,6 +385,67 @@ enum ErrorReply<'a> {
     Rejection(RejectionBody),
 }
 
+/// The error responses of the admin API, one description per status, shared by every
+/// operation that can answer with it.
+fn error_response(status: u16) -> (String, RefOr<utoipa::openapi::Response>) {
+    let description = match status {
+        400 => "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)",
+        401 => "No credentials, or an invalid token (RFC 6750)",
+        403 => "The token lacks the scope, or the request would escalate its rights",
+        404 => "No such token within the caller's reach",
+        409 => {
+            "Conflict: the id exists, the token is revoked, a grace period runs, it is the \
+             last active `*` token, or a filter selects more tokens than one call may change"
+        }
+        412 => "`If-Match` names another version",
+        413 => "The body is over `Limits::max_request_body_bytes`",
+        415 => "The body is not JSON",
+        422 => "Invalid values, an expiry beyond the policy, or over a size limit",
+        _ => "The token store is unavailable",
+    };
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorReply::name())))
+                .build(),
+        )
+        .build();
+    (status.to_string(), RefOr::T(response))
+}
+
+/// Declares a set of error responses for `#[utoipa::path(responses(...))]`.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident: $($status:literal),+;)+) => {
+        $(
+            $(#[$doc])*
+            struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                    [$($status),+].into_iter().map(error_response).collect()
+                }
+            }
+        )+
+    };
+}
+
+error_responses! {
+    /// A listing.
+    ListErrors: 400, 401, 403, 422, 503;
+    /// A creation or bulk action, with a body.
+    BodyErrors: 400, 401, 403, 409, 413, 415, 422, 503;
+    /// A read of one token.
+    ReadErrors: 400, 401, 403, 404, 503;
+    /// A change of one token without a body.
+    StatusErrors: 400, 401, 403, 404, 409, 503;
+    /// A change of one token with a body.
+    ChangeErrors: 400, 401, 403, 404, 409, 413, 415, 422, 503;
+    /// A change of one token with a body and `If-Match`.
+    VersionedChangeErrors: 400, 401, 403, 404, 409, 412, 413, 415, 422, 503;
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -407,8 +470,8 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 
 // ----- extractors ----------------------------------------------------------------------------
 
-/// A JSON body (an empty body is `{}`), with 400 for malformed JSON and 422 for invalid
-/// values or unknown fields.
+/// A JSON object body (an empty body or `null` is `{}`), with 400 for malformed JSON and
+/// 422 for invalid values, unknown fields or another JSON type.
 struct JsonBody<T>(T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -448,11 +511,15 @@ where
                 ApiError::new(e.status(), "invalid_body", e.body_text())
             }
         })?;
-        let input: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        // No body, or `null`, is `{}`: every body field is optional where a body is.
+        let blank = bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null";
+        let input: &[u8] = if blank { b"{}" } else { &bytes };
+        // An object, never an array: serde would read a struct from a sequence too.
+        if input.trim_ascii_start().first() == Some(&b'[') {
+            return Err(ApiError::unprocessable(
+                "invalid type: array, expected a JSON object",
+            ));
+        }
         serde_json::from_slice(input).map(JsonBody).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
@@ -477,9 +544,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdParam {
     }
 }
 
-/// The version named by `If-Match` (an ETag of a previous response), if any. `*` or no
-/// header: any version. Anything else is a 400.
+/// The version named by `If-Match` (an ETag of a previous response), if any: exactly
+/// [`IF_MATCH_PATTERN`]. `*` or no header: any version. Anything else is a 400.
 struct IfMatch(Option<u64>);
+
+/// What `If-Match` accepts: `*`, or one strong tag of a version (`"3"`; also without the
+/// quotes, which clients often drop), with optional spaces and tabs around it.
+const IF_MATCH_PATTERN: &str = r#"^[ \t]*(\*|"[0-9]{1,19}"|[0-9]{1,19})[ \t]*$"#;
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
@@ -496,16 +567,56 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 "If-Match: expected one ETag of this token (e.g. \"3\") or *",
             )
         };
-        let value = value.to_str().map_err(|_| bad())?.trim();
+        let value = value.to_str().map_err(|_| bad())?.trim_matches([' ', '\t']);
         if value == "*" {
             return Ok(IfMatch(None));
         }
-        let version = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(bad)?;
-        Ok(IfMatch(Some(version)))
+        let digits = match value.strip_prefix('"') {
+            Some(quoted) => quoted.strip_suffix('"').ok_or_else(bad)?,
+            None => value,
+        };
+        if !(1..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        digits
+            .parse::<u64>()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| bad())
+    }
+}
+
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Apply only if the token is at this version: an `ETag` of an earlier \
+                     response (`\"3\"`), or `*` for any",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(IF_MATCH_PATTERN)),
+                ))
+                .build(),
+        ]
+    }
+}
+
+impl IntoParams for IdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("The token id"))
+                .schema(Some(Ref::from_schema_name(TokenId::name())))
+                .build(),
+        ]
     }
 }
 
@@ -609,7 +720,8 @@ impl FilterParams {
     }
 }
 
-/// Filters and paging of a listing; every given criterion must hold.
+/// Filters and paging of a listing; every given criterion must hold. (`GET /self` takes
+/// the same without `owner`, which is the caller's.)
 #[derive(Deserialize, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -622,18 +734,27 @@ struct ListParams {
     expires_after: Option<DateTime<Utc>>,
     project: Option<ProjectId>,
     scope: Option<Scope>,
-    limit: Option<usize>,
+    /// At most this many tokens (1 to 1000, default 50).
+    limit: Option<u64>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
 impl ListParams {
     fn split(self) -> ApiResult<(TokenFilter, PageRequest)> {
-        let page = PageRequest {
-            limit: self.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
-            after: match &self.after {
-                Some(c) => Some(c.parse::<Cursor>()?),
-                None => None,
-            },
+        let bad = |message: &str| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message.to_owned())
+        };
+        let limit = match self.limit {
+            None => crate::store::DEFAULT_PAGE_LIMIT,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=crate::store::MAX_PAGE_LIMIT).contains(n))
+                .ok_or_else(|| bad("limit: expected 1 to 1000"))?,
+        };
+        let after = match &self.after {
+            Some(c) => Some(c.parse::<Cursor>().map_err(|e| bad(&e.to_string()))?),
+            None => None,
         };
         let filter = FilterParams {
             name: self.name,
@@ -646,7 +767,7 @@ impl ListParams {
             scope: self.scope,
         }
         .into_filter();
-        Ok((filter, page))
+        Ok((filter, PageRequest { limit, after }))
     }
 }
 
@@ -857,11 +978,7 @@ async fn list_tokens(
     params(ListParams),
     responses(
         (status = 200, description = "A page of tokens, newest first", body = ListView),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        ListErrors,
     )
 )]
 async fn list(
@@ -881,11 +998,7 @@ async fn list(
     params(ListParams),
     responses(
         (status = 200, description = "A page of tokens, newest first", body = ListView),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        ListErrors,
     )
 )]
 async fn self_list(
@@ -893,9 +1006,11 @@ async fn self_list(
     Caller(caller, _): Caller<SelfRead>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> ApiResult {
-    if params.owner.as_deref().is_some_and(|o| o != caller.owner()) {
-        return Err(ApiError::unprocessable(
-            "owner: self-service lists only the caller's own tokens",
+    if params.owner.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "unknown parameter `owner`: self-service lists only the caller's own tokens",
         ));
     }
     let (filter, page) = params.split()?;
@@ -934,14 +1049,7 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
     request_body = CreateBody,
     responses(
         (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        BodyErrors,
     )
 )]
 async fn create(
@@ -960,14 +1068,7 @@ async fn create(
     request_body = CreateBody,
     responses(
         (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        BodyErrors,
     )
 )]
 async fn self_create(
@@ -990,14 +1091,10 @@ async fn self_create(
     get,
     path = "/{id}",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     responses(
         (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        ReadErrors,
     )
 )]
 async fn get_one(
@@ -1014,20 +1111,11 @@ async fn get_one(
     patch,
     path = "/{id}",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    params(IdParam, IfMatch),
     request_body = Option<UpdateBody>,
     responses(
         (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        VersionedChangeErrors,
     )
 )]
 async fn update(
@@ -1068,15 +1156,10 @@ async fn update(
     delete,
     path = "/{id}",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        StatusErrors,
     )
 )]
 async fn delete(
@@ -1110,20 +1193,11 @@ fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRe
     post,
     path = "/{id}/rotate",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    params(IdParam, IfMatch),
     request_body = Option<RotateBody>,
     responses(
         (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        VersionedChangeErrors,
     )
 )]
 async fn rotate(
@@ -1143,20 +1217,11 @@ async fn rotate(
     post,
     path = "/self/{id}/rotate",
     tag = "self-service",
-    params(("id" = TokenId, Path, description = "The token id"), ("If-Match" = Option<String>, Header, description = "Apply only if the token is at this version: an `ETag` of an earlier response (`\"3\"`), or `*` for any", pattern = r#"^[ \t]*(\*|"[0-9]{1,19}")[ \t]*$"#)),
+    params(IdParam, IfMatch),
     request_body = Option<RotateBody>,
     responses(
         (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 412, description = "`If-Match` names another version", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        VersionedChangeErrors,
     )
 )]
 async fn self_rotate(
@@ -1191,15 +1256,10 @@ async fn set_status(
     post,
     path = "/{id}/enable",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     responses(
         (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        StatusErrors,
     )
 )]
 async fn enable(
@@ -1215,15 +1275,10 @@ async fn enable(
     post,
     path = "/{id}/disable",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     responses(
         (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        StatusErrors,
     )
 )]
 async fn disable(
@@ -1239,19 +1294,11 @@ async fn disable(
     post,
     path = "/{id}/revoke",
     tag = "tokens",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     request_body = Option<RevokeBody>,
     responses(
         (status = 200, description = "The revoked token; with `children`, the bulk report", body = RevokeReply, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        ChangeErrors,
     )
 )]
 async fn revoke(
@@ -1276,15 +1323,10 @@ async fn revoke(
     post,
     path = "/self/{id}/revoke",
     tag = "self-service",
-    params(("id" = TokenId, Path, description = "The token id")),
+    params(IdParam),
     responses(
         (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 404, description = "No such token within the caller's reach", body = ErrorReply),
-        (status = 409, description = "Conflict: the id exists, the token is revoked, a grace period runs, or it is the last active `*` token", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        StatusErrors,
     )
 )]
 async fn self_revoke(
@@ -1309,13 +1351,7 @@ async fn self_revoke(
     request_body = BulkBody,
     responses(
         (status = 200, description = "What changed, what was already so, and what failed", body = BulkView),
-        (status = 400, description = "Malformed credentials, or a malformed request (JSON, query, id, `If-Match`)", body = ErrorReply),
-        (status = 401, description = "No credentials, or an invalid token (RFC 6750)", body = ErrorReply),
-        (status = 403, description = "The token lacks the scope, or the request would escalate its rights", body = ErrorReply),
-        (status = 413, description = "The body is over `Limits::max_request_body_bytes`", body = ErrorReply),
-        (status = 415, description = "The body is not JSON", body = ErrorReply),
-        (status = 422, description = "Invalid values, an expiry beyond the policy, or over a size limit", body = ErrorReply),
-        (status = 503, description = "The token store is unavailable", body = ErrorReply),
+        BodyErrors,
     )
 )]
 async fn bulk(
@@ -1468,7 +1504,8 @@ pub(super) fn document(keygate: &Keygate, prefix: &Prefix) -> utoipa::openapi::O
         }
     }
 
-    limits::apply(&mut doc, keygate.manager().limits());
+    let unplaced = limits::apply(&mut doc, keygate.manager().limits());
+    debug_assert!(unplaced.is_empty(), "rules without a place: {unplaced:?}");
     doc
 }
 

@@ -104,8 +104,17 @@ pub enum Error {
         field: &'static str,
         /// The limit.
         max: usize,
-        /// What the limit counts (`entries`, `bytes`, `tokens`).
+        /// What the limit counts (`entries`, `characters`, `tokens`).
         unit: &'static str,
+    },
+    /// A bulk action's filter selects more tokens than one call may change
+    /// ([`Limits::max_bulk_ids`](crate::record::Limits::max_bulk_ids)); nothing was changed.
+    /// The request is well formed but the current tokens do not allow it: narrow the
+    /// filter, or act in several calls.
+    #[error("the filter selects more than {max} tokens; narrow it")]
+    TooManyMatches {
+        /// The limit.
+        max: usize,
     },
     /// The requested expiry violates the [`ExpiryPolicy`](crate::expiry::ExpiryPolicy).
     #[error("expiry policy violated: {0}")]

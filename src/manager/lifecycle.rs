@@ -37,16 +37,16 @@ impl TokenManager {
         req: IssueRequest,
     ) -> Result<IssuedToken, Error> {
         let limits = &self.inner.limits;
-        Limits::check_text("name", &req.name, limits.max_name_bytes(), true)?;
+        Limits::check_text("name", &req.name, limits.max_name_chars(), true)?;
         Limits::check_text(
             "description",
             &req.description,
-            limits.max_description_bytes(),
+            limits.max_description_chars(),
             false,
         )?;
-        Limits::check_text("owner", &req.owner, limits.max_principal_bytes(), true)?;
+        Limits::check_text("owner", &req.owner, limits.max_principal_chars(), true)?;
         if let Some(c) = &req.created_by {
-            Limits::check_text("created_by", c, limits.max_principal_bytes(), true)?;
+            Limits::check_text("created_by", c, limits.max_principal_chars(), true)?;
             if actor.is_some() {
                 return Err(Error::InvalidField {
                     field: "created_by",
@@ -551,10 +551,10 @@ impl TokenManager {
     ) -> Result<TokenRecord, Error> {
         let limits = &self.inner.limits;
         if let Some(n) = &change.name {
-            Limits::check_text("name", n, limits.max_name_bytes(), true)?;
+            Limits::check_text("name", n, limits.max_name_chars(), true)?;
         }
         if let Some(d) = &change.description {
-            Limits::check_text("description", d, limits.max_description_bytes(), false)?;
+            Limits::check_text("description", d, limits.max_description_chars(), false)?;
         }
         if let Some(m) = &change.metadata {
             limits.check_metadata(m)?;
@@ -619,8 +619,9 @@ impl TokenManager {
     /// on its own; the report says which changed, which already were in the target state,
     /// and which failed and why.
     ///
-    /// At most [`Limits::max_bulk_ids`] tokens per call: more ids, or a filter matching
-    /// more, is refused with [`Error::TooLarge`] before anything changes. Acting as a token,
+    /// At most [`Limits::max_bulk_ids`] tokens per call: more ids are refused with
+    /// [`Error::TooLarge`], a filter matching more with [`Error::TooManyMatches`], before
+    /// anything changes. Acting as a token,
     /// a filter never selects the acting token itself (name its id to include it). A token
     /// whose change would retire the last active `*` token fails with
     /// [`Error::LastAdmin`].
@@ -639,18 +640,19 @@ impl TokenManager {
         selection: Selection,
     ) -> Result<BulkReport, Error> {
         let max = self.inner.limits.max_bulk_ids();
-        let too_many = Error::TooLarge {
-            field: "ids",
-            max,
-            unit: "tokens",
-        };
         let ids = match selection {
-            Selection::Ids(ids) if ids.len() > max => return Err(too_many),
+            Selection::Ids(ids) if ids.len() > max => {
+                return Err(Error::TooLarge {
+                    field: "ids",
+                    max,
+                    unit: "tokens",
+                });
+            }
             Selection::Ids(ids) => ids,
             Selection::Filter(filter) => {
                 let mut ids = self.all_ids(actor, &filter, max).await?;
                 if ids.len() > max {
-                    return Err(too_many);
+                    return Err(Error::TooManyMatches { max });
                 }
                 if let Some(a) = actor {
                     ids.retain(|id| id != a.id());

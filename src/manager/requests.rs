@@ -16,12 +16,12 @@ pub struct IssueRequest {
     /// A caller-chosen id; generated when `None`. [`RESERVED_IDS`](super::RESERVED_IDS) are refused.
     #[cfg_attr(feature = "serde", serde(default))]
     pub id: Option<TokenId>,
-    /// Human-readable name (required; at most 128 bytes by default [`Limits`](crate::record::Limits)).
+    /// Human-readable name (required; at most 128 characters by default [`Limits`](crate::record::Limits)).
     pub name: String,
-    /// Description (at most 1024 bytes by default).
+    /// Description (at most 1024 characters by default).
     #[cfg_attr(feature = "serde", serde(default))]
     pub description: String,
-    /// The user or service the token acts for (required, at most 128 bytes by default).
+    /// The user or service the token acts for (required, at most 128 characters by default).
     /// Acting as a token, only that token's owner unless it holds
     /// [`tokens:any-owner`](crate::scope::ANY_OWNER).
     pub owner: String,

@@ -353,8 +353,10 @@ pub const MAX_PAGE_LIMIT: usize = 1000;
 
 /// A position in a listing: the `(created_at, id)` of the last record of a page.
 ///
-/// Its string form is opaque to clients (`{micros}.{id}`) and round-trips through
-/// [`Display`](fmt::Display) and [`FromStr`](std::str::FromStr).
+/// Its string form is opaque to clients and round-trips through [`Display`](fmt::Display)
+/// and [`FromStr`](std::str::FromStr). It is exactly [`Cursor::PATTERN`]: `{micros}.{id}`,
+/// the microseconds since the Unix epoch (at most 18 digits, so always a representable
+/// instant) and the token id; anything else is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
     /// `created_at` of the last record returned.
@@ -364,6 +366,9 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The regular expression of the string form (for API documents).
+    pub const PATTERN: &'static str = r"^-?[0-9]{1,18}\.[a-z0-9_-]{1,64}$";
+
     /// The cursor that continues after `record`.
     pub fn after(record: &TokenRecord) -> Self {
         Cursor {
@@ -392,6 +397,10 @@ impl std::str::FromStr for Cursor {
             reason: "not a cursor returned by a listing",
         };
         let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         let micros: i64 = micros.parse().map_err(|_| bad())?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
         let id = TokenId::new(id).map_err(|_| bad())?;
@@ -478,5 +487,46 @@ impl Page {
             None
         };
         Page { items, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    /// The string form is exactly `Cursor::PATTERN`, and round-trips.
+    #[test]
+    fn cursors_parse_exactly_their_pattern() {
+        let c: Cursor = "1764000000123456.ci-deploy".parse().unwrap();
+        assert_eq!(c.to_string(), "1764000000123456.ci-deploy");
+        assert_eq!(c.id.as_str(), "ci-deploy");
+        for ok in [
+            "0.a",
+            "-5.a_b",
+            "999999999999999999.x",
+            "-999999999999999999.x",
+        ] {
+            let c: Cursor = ok.parse().unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        }
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".a",
+            "+1.a",
+            "1 .a",
+            " 1.a",
+            "1.a ",
+            "1.A",
+            "1.a.b",
+            "1234567890123456789.a",
+            "--1.a",
+            "-.a",
+            "1e3.a",
+            "١.a",
+        ] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad:?} parsed");
+        }
     }
 }
