@@ -58,7 +58,7 @@
 //!
 //! Errors are `{"error": code, "message": text}` with 400 (malformed JSON, query, id or
 //! `If-Match`), 403 (escalation), 404, 409 (conflict, revoked token, grace running, last
-//! active `*` token), 412 (stale `If-Match`), 413 (body over the limit), 415 (not JSON), 422
+//! active `*` token, a bulk filter selecting more than one call may change), 412 (stale `If-Match`), 413 (body over the limit), 415 (not JSON), 422
 //! (invalid values, expiry beyond policy, over a size limit, which the message names) or
 //! 503 (store unavailable); authentication and scope refusals (400, 401, 403, 503) are the
 //! RFC 6750 responses of [`crate::http`], `{"error": code}` with `WWW-Authenticate`. Every
