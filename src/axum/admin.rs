@@ -44,8 +44,8 @@
 //!
 //! Bodies are JSON with unknown fields refused, at most
 //! [`Limits::max_request_body_bytes`](crate::record::Limits::max_request_body_bytes) (64 KiB
-//! by default). Expiries are strings: `7d`, `30d`, `60d`, `90d`, `<N>d`, `<N>h`, `<N>m`, `<N>s` (up to 100 years), `never` or
-//! an RFC 3339 instant; without one a token gets 30 days, or the caller's own expiry if
+//! by default). Expiries are strings: `7d`, `30d`, `60d`, `90d`, `<N>d`, `<N>h`, `<N>m`,
+//! `<N>s` (up to 100 years), `never` or an RFC 3339 instant in the future; without one a token gets 30 days, or the caller's own expiry if
 //! sooner. Grace periods are `<N>d`, `<N>h`, `<N>m` or `<N>s`; while one runs, another
 //! rotation needs `"end_grace": true`. `POST /{id}/revoke` with `{"children": true}` also
 //! revokes every token the token created, and theirs in turn, answering with a bulk report.
