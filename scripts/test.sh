@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: sets up what the tests need (PostgreSQL running, cargo-nextest), then
-# unit, integration and doc tests with all features.
+# Runs every test of the workspace (the keygate library and the keygate-cli command line):
+# sets up what the tests need (PostgreSQL running, cargo-nextest), then unit, integration
+# and doc tests with all features.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,5 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-cargo nextest run --all-features --no-fail-fast
-cargo test --doc --all-features
+cargo nextest run --workspace --all-features --no-fail-fast
+cargo test --workspace --doc --all-features

@@ -101,7 +101,6 @@
 //! | `tower`     | the `RequireToken` layer |
 //! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
 //! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
-//! | `cli`       | the `keygate` command line |
 //! | `test-util` | `keygate::testing`, the store conformance suite (not semver-stable) |
 //!
 //! A feature only adds API; it never changes default behaviour.

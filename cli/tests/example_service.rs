@@ -2,12 +2,6 @@
 //! create` is accepted by the service's API, and once `keygate token revoke` revoked it, the
 //! service refuses it. Runs the real binary and the example's own code, on SQLite and on
 //! PostgreSQL.
-#![cfg(all(
-    feature = "cli",
-    feature = "axum",
-    feature = "sqlite",
-    feature = "postgres"
-))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,7 +10,7 @@
 
 mod cli_support;
 #[allow(dead_code, reason = "the example's `main` is not called by the tests")]
-#[path = "../examples/server.rs"]
+#[path = "../../examples/server.rs"]
 mod server;
 
 use std::time::{Duration, Instant};

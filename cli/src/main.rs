@@ -6,13 +6,9 @@
 //! stderr. Tokens are never read from arguments and never written to stderr; the server key
 //! is printed only by `keygate pepper generate`.
 
-#[path = "keygate/args.rs"]
 mod args;
-#[path = "keygate/db.rs"]
 mod db;
-#[path = "keygate/fail.rs"]
 mod fail;
-#[path = "keygate/output.rs"]
 mod output;
 
 use std::io::{BufRead, IsTerminal, Read};

@@ -2,7 +2,6 @@
 //! tokens it creates verify through the library and through `keygate token verify`, every
 //! command does what `--help` says, and every bad input fails with a clear message, the
 //! documented exit code, nothing on stdout, and nothing changed in the store.
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
