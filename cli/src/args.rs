@@ -1,6 +1,6 @@
 //! Command-line arguments (clap derive).
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use keygate::{ExpiryPreset, Scope, TokenId, TokenStatus, scope::ProjectId};
 
 /// Shown at the end of `keygate --help`.
@@ -14,15 +14,27 @@ Environment:
                            the environment only, never from the command line.
   KEYGATE_PEPPER_VERSION   the key version new digests are recorded under (default 1)
   KEYGATE_TOKEN_PREFIX     the token prefix (default `kg`)
+  KEYGATE_MAX_LIFETIME     the service's lifetime cap (`ExpiryPolicy::max_lifetime`), e.g.
+                           365d: create, rotate and update refuse a longer expiry
+  KEYGATE_REQUIRE_EXPIRY   set to true if the service requires an expiry (`never` refused)
+  KEYGATE_AUDIT_LOG        append the audit events to this file (JSON lines) instead of
+                           writing them to stderr
+  USER, LOGNAME            the operator, recorded as `actor = cli:<user>` in audit events
 
 Commands other than `migrate` never create or change keygate's tables: run `keygate migrate`
 once first. Tokens are never accepted as arguments: `token verify` reads one from stdin.
+
+Confirmation: `token revoke`, `token delete`, `token disable` of more than one token, and any
+change that would leave no active token with the `*` scope ask before changing anything when
+stdin is a terminal; otherwise they need `--yes`. Every change is audited (OWASP event names,
+`actor = cli:<user>`) on stderr, or in the file named by `--audit-log`.
 
 Exit codes:
   0  success
   1  `token verify`: the token is not valid
   2  usage or bad input (unknown id, bad id, scope, project or expiry, missing or short
-     pepper, a change the token's state does not allow); nothing was changed
+     pepper, a change the token's state, the lifetime policy or the acting token does not
+     allow), or a change that needed confirmation was not confirmed; nothing was changed
   3  the database is unreachable, failed, or is not migrated; nothing was changed
   4  the result could not be written to stdout (see the message)";
 
@@ -73,6 +85,42 @@ pub(crate) struct Cli {
     )]
     pub(crate) pepper_version: u32,
 
+    /// The service's lifetime cap, e.g. `365d` (<N>d, <N>h, <N>m or <N>s): create, rotate and
+    /// update refuse an expiry further from issue or the last rotation, as the service would.
+    #[arg(
+        long,
+        env = "KEYGATE_MAX_LIFETIME",
+        global = true,
+        help_heading = "Global options",
+        value_parser = parse_lifetime,
+        value_name = "DURATION"
+    )]
+    pub(crate) max_lifetime: Option<std::time::Duration>,
+
+    /// The service requires an expiry: `--expires never` is refused.
+    #[arg(
+        long,
+        env = "KEYGATE_REQUIRE_EXPIRY",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub(crate) require_expiry: bool,
+
+    /// Append the audit events to this file, one JSON object a line (default: stderr, as
+    /// text).
+    #[arg(
+        long,
+        env = "KEYGATE_AUDIT_LOG",
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    pub(crate) audit_log: Option<std::path::PathBuf>,
+
+    /// Confirm destructive changes without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long, global = true, help_heading = "Global options")]
+    pub(crate) yes: bool,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -88,6 +136,17 @@ pub(crate) enum Command {
     /// Server keys ("peppers").
     #[command(subcommand)]
     Pepper(PepperCommand),
+    /// Print a shell completion script (e.g. `keygate completions bash > /etc/bash_completion.d/keygate`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff) on stdout: `keygate man | man -l -`, or `keygate man token
+    /// update` for the page of one command.
+    Man {
+        /// The command whose page to print (default: `keygate` itself).
+        command: Vec<String>,
+    },
 }
 
 /// `keygate token ...`
@@ -106,15 +165,18 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a token's name, description, scopes, projects or expiry; prints what changed
+    /// on stderr (never a secret).
+    Update(UpdateArgs),
     /// Issue a new secret for a token; prints only the new token on stdout.
     Rotate(RotateArgs),
-    /// Disable tokens (reversible with `enable`).
+    /// Disable tokens (reversible with `enable`); more than one asks first.
     Disable(IdsArgs),
     /// Enable disabled tokens (revoked ones cannot be enabled).
     Enable(IdsArgs),
-    /// Revoke tokens for good (the records are kept for audit).
+    /// Revoke tokens for good (the records are kept for audit); asks first.
     Revoke(IdsArgs),
-    /// Delete tokens' records.
+    /// Delete tokens' records; asks first.
     Delete(IdsArgs),
     /// Read one token from stdin and print what it grants, or why it is not valid (exit 1).
     Verify {
@@ -194,6 +256,53 @@ pub(crate) struct ListArgs {
     pub(crate) json: bool,
 }
 
+/// `keygate token update`
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["name", "description", "scopes", "admin", "no_scopes", "projects", "all_projects", "expires"])
+))]
+pub(crate) struct UpdateArgs {
+    /// The token id.
+    #[arg(value_parser = parse_id)]
+    pub(crate) id: TokenId,
+    /// A new name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// A new description (`""` clears it).
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// The scopes, replacing the current set (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope, conflicts_with_all = ["admin", "no_scopes"])]
+    pub(crate) scopes: Vec<Scope>,
+    /// Make it an admin token: the scopes become `*` alone.
+    #[arg(long, conflicts_with = "no_scopes")]
+    pub(crate) admin: bool,
+    /// Remove every scope.
+    #[arg(long)]
+    pub(crate) no_scopes: bool,
+    /// The projects, replacing the current ones (repeatable).
+    #[arg(long = "project", value_name = "PROJECT", value_parser = parse_project, conflicts_with = "all_projects")]
+    pub(crate) projects: Vec<ProjectId>,
+    /// Let the token act on all projects.
+    #[arg(long)]
+    pub(crate) all_projects: bool,
+    /// A new expiry: 7d, 30d, 60d, 90d, <N>d, <N>h (from now), never, or an RFC 3339
+    /// instant; within the lifetime cap counted from issue or the last rotation.
+    #[arg(long, value_parser = parse_expiry, value_name = "EXPIRY")]
+    pub(crate) expires: Option<ExpiryPreset>,
+    /// Make the change on behalf of the token read from stdin: it may not grant scopes,
+    /// projects or a lifetime beyond its own, nor reach tokens it could not have created
+    /// (the admin API's rules). Needs KEYGATE_PEPPER.
+    #[arg(long)]
+    pub(crate) as_token: bool,
+    /// Print the updated token's record view as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 /// `keygate token rotate`
 #[derive(Debug, Args)]
 pub(crate) struct RotateArgs {
@@ -247,6 +356,12 @@ fn parse_instant(s: &str) -> Result<ExpiryPreset, String> {
         ExpiryPreset::Never => Err("expected an RFC 3339 instant or <N>d/<N>h from now".into()),
         p => Ok(p),
     }
+}
+
+fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    keygate::expiry::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "expected <N>d, <N>h, <N>m or <N>s (e.g. 365d), more than zero".to_owned())
 }
 
 fn parse_grace(s: &str) -> Result<std::time::Duration, String> {

@@ -2,11 +2,15 @@
 //! in their store (SQLite or PostgreSQL). Run `keygate --help` for the commands, the
 //! environment variables and the exit codes.
 //!
-//! stdout carries only the result (a token, a key, a table or JSON); every message goes to
-//! stderr. Tokens are never read from arguments and never written to stderr; the server key
-//! is printed only by `keygate pepper generate`.
+//! stdout carries only the result (a token, a key, a table, JSON, a completion script or a
+//! man page); every message, and by default the audit trail, goes to stderr. Tokens are never
+//! read from arguments and never written to stderr; the server key is printed only by
+//! `keygate pepper generate`. Destructive changes are confirmed first (see [`confirm`]);
+//! every change is audited with the operator as the actor (see [`audit`]).
 
 mod args;
+mod audit;
+mod confirm;
 mod db;
 mod fail;
 mod output;
@@ -14,15 +18,19 @@ mod output;
 use std::io::{BufRead, IsTerminal, Read};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use keygate::{
     IssueRequest, Projects, RotateRequest, Scope, ScopeSet, ServerKey, TokenId, TokenManager,
-    TokenStatus, VerifyError, digest::Keyring, store::PageRequest, store::TokenFilter,
-    store::TokenStore,
+    TokenRecord, TokenStatus, TokenUpdate, VerifiedToken, VerifyError, digest::Keyring,
+    expiry::ExpiryPolicy, store::PageRequest, store::TokenFilter, store::TokenStore,
 };
 use zeroize::Zeroizing;
 
-use args::{Cli, Command, CreateArgs, IdsArgs, ListArgs, PepperCommand, RotateArgs, TokenCommand};
+use args::{
+    Cli, Command, CreateArgs, IdsArgs, ListArgs, PepperCommand, RotateArgs, TokenCommand,
+    UpdateArgs,
+};
+use confirm::Confirm;
 use db::Location;
 use fail::{EXIT_INVALID, EXIT_OK, Failure};
 
@@ -51,24 +59,71 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    let mut policy = ExpiryPolicy::unrestricted();
+    if cli.require_expiry {
+        policy = policy.require_expiry();
+    }
+    if let Some(max) = cli.max_lifetime {
+        policy = policy.max_lifetime(max);
+    }
     let ctx = Context {
         location: cli.database_url.as_deref(),
         schema: cli.schema.as_deref(),
         prefix: &cli.token_prefix,
         pepper_version: cli.pepper_version,
+        policy,
+        confirm: Confirm { yes: cli.yes },
     };
     match cli.command {
         Command::Pepper(PepperCommand::Generate) => {
             output::line("the server key", &ServerKey::generate().expose_hex())?;
             Ok(EXIT_OK)
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut script);
+            output::text("the completion script", &String::from_utf8_lossy(&script))?;
+            Ok(EXIT_OK)
+        }
+        Command::Man { command } => {
+            output::text("the man page", &man_page(&command)?)?;
+            Ok(EXIT_OK)
+        }
         Command::Migrate => {
+            audit::init(cli.audit_log.as_deref())?;
             ctx.location()?.migrate().await?;
             eprintln!("keygate: the database is migrated");
             Ok(EXIT_OK)
         }
-        Command::Token(cmd) => token(&ctx, cmd).await,
+        Command::Token(cmd) => {
+            audit::init(cli.audit_log.as_deref())?;
+            token(&ctx, cmd).await
+        }
     }
+}
+
+/// The man page of `keygate` or of one of its commands (`["token", "update"]`), as roff.
+fn man_page(path: &[String]) -> Result<String, Failure> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut name = String::from("keygate");
+    for part in path {
+        let Some(sub) = cmd.find_subcommand(part).cloned() else {
+            return Err(Failure::usage(format!(
+                "no command `{part}` in `{}`: see `{} --help`",
+                name.replace('-', " "),
+                name.replace('-', " ")
+            )));
+        };
+        name = format!("{name}-{part}");
+        cmd = sub;
+    }
+    let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut page)
+        .map_err(|e| Failure::usage(format!("cannot render the man page: {e}")))?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
 }
 
 /// The global options.
@@ -77,6 +132,9 @@ struct Context<'a> {
     schema: Option<&'a str>,
     prefix: &'a str,
     pepper_version: u32,
+    /// The service's expiry policy, as told by `--max-lifetime` and `--require-expiry`.
+    policy: ExpiryPolicy,
+    confirm: Confirm,
 }
 
 impl Context<'_> {
@@ -116,6 +174,8 @@ impl Context<'_> {
         TokenManager::builder(store)
             .keyring(keyring)
             .prefix(self.prefix)
+            .expiry_policy(self.policy)
+            .audit_sink(audit::OperatorSink::from_env())
             .build()
             .map_err(Failure::from_error)
     }
@@ -140,6 +200,7 @@ async fn token(ctx: &Context<'_>, cmd: TokenCommand) -> Result<u8, Failure> {
         TokenCommand::Create(a) => create(ctx, a).await,
         TokenCommand::List(a) => list(ctx, a).await,
         TokenCommand::Show { id, json } => show(ctx, &id, json).await,
+        TokenCommand::Update(a) => update(ctx, a).await,
         TokenCommand::Rotate(a) => rotate(ctx, a).await,
         TokenCommand::Disable(a) => set_status(ctx, a, TokenStatus::Disabled).await,
         TokenCommand::Enable(a) => set_status(ctx, a, TokenStatus::Active).await,
@@ -314,7 +375,7 @@ async fn preflight(
     manager: &TokenManager,
     ids: &[TokenId],
     target: Option<TokenStatus>,
-) -> Result<Vec<TokenId>, Failure> {
+) -> Result<Vec<TokenRecord>, Failure> {
     let mut unique: Vec<TokenId> = Vec::with_capacity(ids.len());
     for id in ids {
         if !unique.contains(id) {
@@ -322,6 +383,7 @@ async fn preflight(
         }
     }
     let mut problems = Vec::new();
+    let mut records = Vec::with_capacity(unique.len());
     for id in &unique {
         match manager.get(id).await {
             Ok(r) => {
@@ -330,13 +392,14 @@ async fn preflight(
                         problems.push(format!("token `{id}` is revoked; revocation is permanent"));
                     }
                 }
+                records.push(r);
             }
             Err(keygate::Error::NotFound(_)) => problems.push(format!("token `{id}` not found")),
             Err(e) => return Err(Failure::from_error(e)),
         }
     }
     if problems.is_empty() {
-        Ok(unique)
+        Ok(records)
     } else {
         Err(Failure::usage(format!(
             "{}; nothing was changed",
@@ -345,24 +408,102 @@ async fn preflight(
     }
 }
 
+/// Is `r` a token that keeps the store manageable: active, unexpired, with `*`?
+fn is_active_admin(r: &TokenRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    r.status == TokenStatus::Active && r.scopes.is_admin() && !r.expiry.is_expired_at(now)
+}
+
+/// Would retiring (disabling, revoking or deleting) every token of `targets` leave the store
+/// without an active `*` token? Only if at least one of them is one, and no other exists.
+async fn retires_last_admin(
+    manager: &TokenManager,
+    targets: &[TokenRecord],
+) -> Result<bool, Failure> {
+    let now = manager.now();
+    if !targets.iter().any(|r| is_active_admin(r, now)) {
+        return Ok(false);
+    }
+    let filter = TokenFilter::new()
+        .scope(Scope::admin())
+        .status(TokenStatus::Active)
+        .expires_after(now);
+    let mut page = PageRequest::first(keygate::store::MAX_PAGE_LIMIT);
+    loop {
+        let got = manager
+            .list(&filter, &page)
+            .await
+            .map_err(Failure::from_error)?;
+        if got
+            .items
+            .iter()
+            .any(|r| is_active_admin(r, now) && !targets.iter().any(|t| t.id == r.id))
+        {
+            return Ok(false);
+        }
+        match got.next {
+            Some(next) => page = page.next(next),
+            None => return Ok(true),
+        }
+    }
+}
+
+/// The suffix of a question whose change would leave no active `*` token.
+const NO_ADMIN: &str = ", leaving no active token with the `*` scope (no token could then \
+                        manage tokens through the API)";
+
+/// Asks for a destructive retirement of `targets` (`verb`: revoke, disable, delete) when it
+/// needs asking, and returns the manager to make it with: one allowed to leave no active `*`
+/// token only if that was what the operator confirmed.
+async fn confirm_retirement(
+    ctx: &Context<'_>,
+    manager: &TokenManager,
+    targets: &[TokenRecord],
+    verb: &str,
+    always: bool,
+) -> Result<TokenManager, Failure> {
+    let ids: Vec<&TokenId> = targets.iter().map(|r| &r.id).collect();
+    let last_admin = retires_last_admin(manager, targets).await?;
+    if always || last_admin {
+        let question = format!(
+            "{verb} {}{}",
+            confirm::tokens(&ids),
+            if last_admin { NO_ADMIN } else { "" }
+        );
+        ctx.confirm.ask(&question)?;
+    }
+    Ok(if last_admin {
+        manager.allowing_no_admin()
+    } else {
+        manager.clone()
+    })
+}
+
 async fn set_status(ctx: &Context<'_>, a: IdsArgs, status: TokenStatus) -> Result<u8, Failure> {
     let manager = ctx.open(false).await?;
-    let ids = preflight(&manager, &a.ids, Some(status)).await?;
-    let verb = match status {
-        TokenStatus::Active => "enabled",
-        TokenStatus::Disabled => "disabled",
-        TokenStatus::Revoked => "revoked",
+    let records = preflight(&manager, &a.ids, Some(status)).await?;
+    let (verb, done) = match status {
+        TokenStatus::Active => ("enable", "enabled"),
+        TokenStatus::Disabled => ("disable", "disabled"),
+        TokenStatus::Revoked => ("revoke", "revoked"),
     };
-    for id in &ids {
+    let manager = match status {
+        TokenStatus::Active => manager,
+        TokenStatus::Disabled => {
+            confirm_retirement(ctx, &manager, &records, verb, records.len() > 1).await?
+        }
+        TokenStatus::Revoked => confirm_retirement(ctx, &manager, &records, verb, true).await?,
+    };
+    for r in &records {
+        let id = &r.id;
         let before = manager.get(id).await.map_err(Failure::from_error)?.status;
         manager
             .set_status(id, status)
             .await
             .map_err(Failure::from_error)?;
         if before == status {
-            eprintln!("keygate: token `{id}` was already {verb}");
+            eprintln!("keygate: token `{id}` was already {done}");
         } else {
-            eprintln!("keygate: {verb} token `{id}`");
+            eprintln!("keygate: {done} token `{id}`");
         }
     }
     Ok(EXIT_OK)
@@ -370,12 +511,116 @@ async fn set_status(ctx: &Context<'_>, a: IdsArgs, status: TokenStatus) -> Resul
 
 async fn delete(ctx: &Context<'_>, a: IdsArgs) -> Result<u8, Failure> {
     let manager = ctx.open(false).await?;
-    let ids = preflight(&manager, &a.ids, None).await?;
-    for id in &ids {
-        manager.delete(id).await.map_err(Failure::from_error)?;
-        eprintln!("keygate: deleted token `{id}`");
+    let records = preflight(&manager, &a.ids, None).await?;
+    let manager = confirm_retirement(ctx, &manager, &records, "delete", true).await?;
+    for r in &records {
+        manager.delete(&r.id).await.map_err(Failure::from_error)?;
+        eprintln!("keygate: deleted token `{}`", r.id);
     }
     Ok(EXIT_OK)
+}
+
+async fn update(ctx: &Context<'_>, a: UpdateArgs) -> Result<u8, Failure> {
+    let mut change = TokenUpdate::new();
+    if let Some(name) = a.name {
+        change = change.name(name);
+    }
+    if let Some(description) = a.description {
+        change = change.description(description);
+    }
+    if a.admin {
+        change = change.scopes([Scope::admin()].into_iter().collect());
+    } else if a.no_scopes {
+        change = change.scopes(ScopeSet::new());
+    } else if !a.scopes.is_empty() {
+        change = change.scopes(a.scopes.into_iter().collect());
+    }
+    if a.all_projects {
+        change = change.projects(Projects::All);
+    } else if !a.projects.is_empty() {
+        change = change.projects(Projects::Only(a.projects.into_iter().collect()));
+    }
+    if let Some(expiry) = a.expires {
+        change = change.expiry(expiry);
+    }
+    // Inputs first (the acting token included), then the database.
+    let actor_token = if a.as_token {
+        ctx.location()?;
+        ctx.keyring()?;
+        Some(read_token_line()?)
+    } else {
+        None
+    };
+    let manager = ctx.open(a.as_token).await?;
+    let actor = match &actor_token {
+        Some(token) => Some(acting_token(&manager, token).await?),
+        None => None,
+    };
+    drop(actor_token);
+    let before = match &actor {
+        Some(actor) => manager.acting_as(actor).get(&a.id).await,
+        None => manager.get(&a.id).await,
+    }
+    .map_err(Failure::from_error)?;
+    let apply = |manager: TokenManager, change: TokenUpdate| {
+        let id = a.id.clone();
+        let actor = actor.clone();
+        async move {
+            match &actor {
+                Some(actor) => manager.acting_as(actor).update(&id, change).await,
+                None => manager.update(&id, change).await,
+            }
+        }
+    };
+    let after = match apply(manager.clone(), change.clone()).await {
+        Err(keygate::Error::LastAdmin(_)) => {
+            ctx.confirm
+                .ask(&format!("update token `{}`{NO_ADMIN}", a.id))?;
+            apply(manager.allowing_no_admin(), change).await
+        }
+        other => other,
+    }
+    .map_err(Failure::from_error)?;
+    let now = manager.now();
+    let diff = output::diff(&before, &after);
+    if diff.is_empty() {
+        eprintln!(
+            "keygate: token `{}` is unchanged (it already had these settings)",
+            a.id
+        );
+    } else {
+        eprint!("keygate: updated token `{}`:\n{diff}", a.id);
+    }
+    if a.json {
+        output::text(
+            "the token",
+            &output::json_text(&output::record_json(&after, now)),
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// The token `token update --as-token` acts as: valid, and holding `tokens:write` (what the
+/// admin API's `PATCH` needs), else a usage failure with nothing changed.
+async fn acting_token(manager: &TokenManager, token: &str) -> Result<VerifiedToken, Failure> {
+    let verified = match manager.verify(token).await {
+        Ok(v) => v,
+        Err(VerifyError::Store(e)) => return Err(Failure::store(e)),
+        Err(e) => {
+            return Err(Failure::usage(format!(
+                "the acting token is not valid: {e} ({}); nothing was changed",
+                e.code()
+            )));
+        }
+    };
+    let write =
+        Scope::new("tokens:write").map_err(|e| Failure::usage(format!("tokens:write: {e}")))?;
+    manager.authorize(&verified, &write).map_err(|e| {
+        Failure::usage(format!(
+            "the acting token may not change tokens: {e}; nothing was changed"
+        ))
+    })?;
+    Ok(verified)
 }
 
 /// Reads one line from stdin, at most [`MAX_TOKEN_LINE`] bytes, without its line ending

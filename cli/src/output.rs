@@ -5,6 +5,7 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keygate::{Projects, ScopeSet, TokenRecord, TokenStatus};
 use serde_json::Value;
+use unicode_width::UnicodeWidthStr;
 
 use crate::fail::Failure;
 
@@ -64,7 +65,15 @@ fn one_line(s: &str) -> String {
     s.replace('\n', "\\n").replace('\t', "\\t")
 }
 
-/// The list table: id, name, owner, status, scopes, expires, last used.
+/// The columns a cell takes in a terminal: East Asian wide characters and emoji take two,
+/// combining marks none (Unicode's `East_Asian_Width`, through `unicode-width`).
+fn cells(s: &str) -> usize {
+    s.width()
+}
+
+/// The list table: id, name, owner, status, scopes, expires, last used. Columns are padded
+/// to their widest cell in terminal columns, not in characters, so that wide names (CJK,
+/// emoji) keep the later columns aligned.
 pub(crate) fn table(records: &[TokenRecord], now: DateTime<Utc>) -> String {
     let header = [
         "ID",
@@ -89,19 +98,19 @@ pub(crate) fn table(records: &[TokenRecord], now: DateTime<Utc>) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    let mut widths = header.map(cells);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cells(cell));
         }
     }
     let mut out = String::new();
-    let mut push_row = |cells: &[&str]| {
+    let mut push_row = |row: &[&str]| {
         let mut line = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
             line.push_str(cell);
-            if i + 1 < cells.len() {
-                let pad = w - cell.chars().count() + 2;
+            if i + 1 < row.len() {
+                let pad = w - cells(cell) + 2;
                 line.extend(std::iter::repeat_n(' ', pad));
             }
         }
@@ -146,6 +155,37 @@ pub(crate) fn record_lines(r: &TokenRecord, now: DateTime<Utc>) -> String {
     }
     rows.into_iter()
         .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect()
+}
+
+/// What `token update` changed, one `  field: old -> new` line per changed setting (empty if
+/// nothing changed). Free text is quoted, as JSON strings are, so that an empty or
+/// space-padded value stays visible. Never a digest or a secret.
+pub(crate) fn diff(before: &TokenRecord, after: &TokenRecord) -> String {
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| one_line(s));
+    let fields = [
+        ("name", quoted(&before.name), quoted(&after.name)),
+        (
+            "description",
+            quoted(&before.description),
+            quoted(&after.description),
+        ),
+        ("scopes", scopes(&before.scopes), scopes(&after.scopes)),
+        (
+            "projects",
+            projects(&before.projects),
+            projects(&after.projects),
+        ),
+        (
+            "expires",
+            opt_instant(before.expiry.at()),
+            opt_instant(after.expiry.at()),
+        ),
+    ];
+    fields
+        .iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(k, old, new)| format!("  {k}: {old} -> {new}\n"))
         .collect()
 }
 

@@ -302,7 +302,7 @@ fn lifecycle(cli: &Cli) {
     );
 
     // disable / enable / revoke / delete several ids at once (a repeated id is fine).
-    cli.run(&["token", "disable", "root", &deploy_id, "root"])
+    cli.run(&["token", "disable", "root", &deploy_id, "root", "--yes"])
         .expect_code(OK);
     assert!(matches!(
         verify_lib(cli, &third),
@@ -317,7 +317,7 @@ fn lifecycle(cli: &Cli) {
         .expect_code(OK);
     verify_lib(cli, &third).unwrap();
     verify_lib(cli, &deploy).unwrap();
-    cli.run(&["token", "revoke", "root", &deploy_id])
+    cli.run(&["token", "revoke", "root", &deploy_id, "--yes"])
         .expect_code(OK);
     assert!(matches!(verify_lib(cli, &third), Err(VerifyError::Revoked)));
     cli.verify(&deploy).expect_failure(INVALID, "revoked");
@@ -326,7 +326,7 @@ fn lifecycle(cli: &Cli) {
             .expect_code(OK),
     );
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    cli.run(&["token", "delete", "root", &deploy_id, "forever"])
+    cli.run(&["token", "delete", "root", &deploy_id, "forever", "--yes"])
         .expect_code(OK);
     assert!(matches!(verify_lib(cli, &third), Err(VerifyError::Unknown)));
     assert!(matches!(
@@ -342,7 +342,8 @@ fn bad_input_changes_nothing(cli: &Cli) {
     cli.migrate();
     let keep = cli.create_token("keep", &["--id", "keep", "--scope", "projects:read"]);
     cli.create_token("gone", &["--id", "gone"]);
-    cli.run(&["token", "revoke", "gone"]).expect_code(OK);
+    cli.run(&["token", "revoke", "gone", "--yes"])
+        .expect_code(OK);
     let before = records(cli);
     let unchanged = |what: &str| assert_eq!(records(cli), before, "{what} changed the store");
 
@@ -622,7 +623,7 @@ fn expired_tokens_are_shown_as_expired_and_refused() {
 }
 
 #[test]
-fn the_last_admin_token_is_not_revoked_disabled_or_deleted() {
+fn the_last_admin_token_is_not_revoked_disabled_or_deleted_without_yes() {
     let dir = tempfile::tempdir().unwrap();
     let cli = sqlite_cli(&dir);
     cli.migrate();
@@ -630,7 +631,8 @@ fn the_last_admin_token_is_not_revoked_disabled_or_deleted() {
     for command in ["revoke", "disable", "delete"] {
         let run = cli.run(&["token", command, "root"]).expect_code(USAGE);
         assert!(
-            run.stderr.contains("last active `*` token"),
+            run.stderr.contains("no active token with the `*` scope")
+                && run.stderr.contains("pass --yes"),
             "{}",
             run.stderr
         );
@@ -642,7 +644,8 @@ fn the_last_admin_token_is_not_revoked_disabled_or_deleted() {
     );
     // With a second admin token, the first may go.
     cli.create_token("spare", &["--id", "spare", "--admin"]);
-    cli.run(&["token", "revoke", "root"]).expect_code(OK);
+    cli.run(&["token", "revoke", "root", "--yes"])
+        .expect_code(OK);
 }
 
 // ----- options, keys, help, output ----------------------------------------------------------

@@ -56,9 +56,13 @@ fn cli_token_accepted_then_refused(cli: Cli) {
         // at once on SQLite (no cache), within the notification latency on PostgreSQL.
         let revoke = cli.clone();
         let id2 = id.clone();
-        tokio::task::spawn_blocking(move || revoke.run(&["token", "revoke", &id2]).expect_code(0))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            revoke
+                .run(&["token", "revoke", &id2, "--yes"])
+                .expect_code(0)
+        })
+        .await
+        .unwrap();
         let started = Instant::now();
         loop {
             let (status, body) = get(&client, &format!("{base}/api/projects"), &token).await;

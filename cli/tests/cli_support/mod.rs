@@ -27,6 +27,9 @@ const BINARY_ENV: &[&str] = &[
     "KEYGATE_PEPPER",
     "KEYGATE_PEPPER_VERSION",
     "KEYGATE_TOKEN_PREFIX",
+    "KEYGATE_MAX_LIFETIME",
+    "KEYGATE_REQUIRE_EXPIRY",
+    "KEYGATE_AUDIT_LOG",
 ];
 
 /// The binary under test.
@@ -147,20 +150,7 @@ impl Cli {
 
     /// Runs with `args`, writing `stdin` to the process.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keygate");
-        // The binary may exit without reading (bad input): ignore a broken pipe.
-        let _ = child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes());
-        Run::from(child.wait_with_output().expect("wait for keygate"))
+        run_command(self.command(args), stdin)
     }
 
     /// `keygate migrate`, which must succeed.
@@ -220,6 +210,24 @@ impl Cli {
             .build()
             .expect("manager")
     }
+}
+
+/// Runs `cmd` (from [`Cli::command`], perhaps with more environment), writing `stdin` to the
+/// process, stdout and stderr captured.
+pub fn run_command(mut cmd: Command, stdin: &str) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keygate");
+    // The binary may exit without reading (bad input): ignore a broken pipe.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    Run::from(child.wait_with_output().expect("wait for keygate"))
 }
 
 /// A fresh server key, hex, as `keygate pepper generate` prints it.
