@@ -56,6 +56,7 @@ pub struct TokenManagerBuilder {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
     touch_interval: Duration,
+    touch_timeout: Duration,
     cache: Option<CacheConfig>,
     limits: Limits,
     error: Option<Error>,
@@ -124,6 +125,15 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Sets how long one background `last_used_at` write may take before it is abandoned
+    /// (default 5 s; must be above zero). A store that hangs then holds at most one pending
+    /// write per token verified within this time. The write needs the tokio time driver
+    /// (`enable_time`, which `#[tokio::main]` turns on).
+    pub fn touch_timeout(mut self, timeout: Duration) -> Self {
+        self.touch_timeout = timeout;
+        self
+    }
+
     /// Turns on the verification cache (off by default); see [`crate::cache`] for the
     /// staleness bound.
     pub fn cache(mut self, config: CacheConfig) -> Self {
@@ -148,6 +158,9 @@ impl TokenManagerBuilder {
         ))?;
         let interval = crate::expiry::signed(self.touch_interval)
             .ok_or(Error::InvalidConfig("touch interval out of range"))?;
+        if self.touch_timeout.is_zero() {
+            return Err(Error::InvalidConfig("touch timeout must be above zero"));
+        }
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -156,7 +169,7 @@ impl TokenManagerBuilder {
                 policy: self.policy,
                 clock: self.clock,
                 audit: self.audit,
-                touch: Toucher::new(interval),
+                touch: Toucher::new(interval, self.touch_timeout),
                 cache: self.cache.map(VerifyCache::new),
                 limits: self.limits,
             }),

@@ -62,6 +62,7 @@ impl TokenManager {
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingSink),
             touch_interval: DEFAULT_TOUCH_INTERVAL,
+            touch_timeout: super::touch::DEFAULT_TOUCH_TIMEOUT,
             cache: None,
             limits: Limits::default(),
             error: None,

@@ -10,18 +10,26 @@ use crate::store::TokenStore;
 use crate::token::TokenId;
 
 /// Rate-limits `last_used_at` writes: at most one per token per interval, scheduled off the
-/// request path.
+/// request path. Each write is given a timeout (default [`DEFAULT_TOUCH_TIMEOUT`]) and then dropped, so a store that hangs
+/// leaves at most one pending write per active token, each ended within the timeout: the
+/// background work is bounded by the number of tokens verified within that timeout.
 pub(super) struct Toucher {
     interval: Duration,
+    timeout: std::time::Duration,
     recent: Mutex<HashMap<TokenId, DateTime<Utc>>>,
 }
 
 const TOUCH_MAP_PRUNE_AT: usize = 65_536;
 
+/// How long one `last_used_at` write may take before it is abandoned, by default (the next
+/// interval writes again).
+pub(super) const DEFAULT_TOUCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Toucher {
-    pub(super) fn new(interval: Duration) -> Self {
+    pub(super) fn new(interval: Duration, timeout: std::time::Duration) -> Self {
         Toucher {
             interval,
+            timeout,
             recent: Mutex::new(HashMap::new()),
         }
     }
@@ -50,9 +58,17 @@ impl Toucher {
         }
         let store = Arc::clone(store);
         let id = id.clone();
+        let timeout = self.timeout;
         handle.spawn(async move {
-            if let Err(e) = store.touch(&id, now.trunc_subsecs(6)).await {
-                tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");
+            let write = store.touch(&id, now.trunc_subsecs(6));
+            match tokio::time::timeout(timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");
+                }
+                Err(_) => {
+                    tracing::debug!(target: "keygate", token_id = id.as_str(), "last_used_at write timed out");
+                }
             }
         });
     }
