@@ -11,8 +11,9 @@
 //! update, delete) removes the entry at once. A change made elsewhere (another instance, the
 //! command line) is seen once the entry's TTL has passed (default 5 s, at most 60 s), or
 //! sooner when something calls [`TokenManager::invalidate`](crate::TokenManager::invalidate),
-//! as the PostgreSQL store's LISTEN/NOTIFY listener does. An expired entry is never served,
-//! not even when the store fails.
+//! as the PostgreSQL store's LISTEN/NOTIFY listener does. An entry within its TTL is served
+//! also while the store is down (the same bound; see `store::outage` for the SQL stores); an
+//! expired entry is never served, not even when the store fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

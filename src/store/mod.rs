@@ -19,6 +19,8 @@ use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
 pub(crate) mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod outage;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 
+use super::outage::{Breaker, OutagePolicy, pool_probe};
 use super::sql::{
     Dialect, HISTORY, TokenRow, apply_migrations, bad_row, check_ident, col, conflict_or_not_found,
     digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64, push_filter,
@@ -87,13 +88,15 @@ const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// update or delete on one instance reaches the others' caches within the notification
 /// latency (on loopback: a p99 of about a millisecond; see the `multi_instance` test). If a
 /// notification is lost (the listener's connection drops), the listener drops the whole
-/// cache when it reconnects, and no entry outlives the cache TTL (default 5 s, at most
-/// 60 s) in any case. So the bound is: notification latency normally, the cache TTL at worst.
+/// cache once it listens again (so entries cached while it was away go too), and no entry
+/// outlives the cache TTL (default 5 s, at most 60 s) in any case, also during a database
+/// outage (see [`crate::store::outage`]). So the bound is: notification latency normally, the cache TTL at worst.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     schema: Arc<str>,
     sql: Arc<Statements>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -180,10 +183,19 @@ impl PostgresStore {
     /// each connection before handing it out, which doubles the round trips.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
+            breaker: Breaker::new(OutagePolicy::default(), pool_probe(pool.clone())),
             pool,
             schema: PostgresStore::DEFAULT_SCHEMA.into(),
             sql: Arc::new(Statements::new(PostgresStore::DEFAULT_SCHEMA)),
         }
+    }
+
+    /// Sets how the store behaves when the database cannot be reached (default
+    /// [`OutagePolicy::default`]: verification reads answer within 250 ms, and at once while
+    /// the database is known to be down). See [`crate::store::outage`].
+    pub fn with_outage_policy(mut self, policy: OutagePolicy) -> Self {
+        self.breaker = Breaker::new(policy, pool_probe(self.pool.clone()));
+        self
     }
 
     /// Connects a pool to `url` (`postgres://...`), waiting at most [`PostgresStore::ACQUIRE_TIMEOUT`] for
@@ -275,9 +287,11 @@ impl PostgresStore {
     /// [`TokenManager::invalidate`] for each token id notified.
     ///
     /// Notifications sent while the connection is down are lost, so whenever the listener
-    /// (re)connects, and whenever a notification cannot be read, it calls
-    /// [`TokenManager::invalidate_all`]. It reconnects by itself, with a backoff of at most
-    /// 2 s; until then, entries expire by the cache TTL. Returns once the first `LISTEN` is in
+    /// has listened again after losing its connection it calls
+    /// [`TokenManager::invalidate_all`]: after the new `LISTEN` is in place, so that an
+    /// entry cached while it was away is dropped too. It reconnects by itself, with a backoff
+    /// of at most 2 s. While it is away, cached entries are served up to their TTL and never
+    /// beyond (also during a database outage; see [`crate::store::outage`]). Returns once the first `LISTEN` is in
     /// place, or fails if it cannot be. The task stops when the returned handle is dropped.
     pub async fn spawn_invalidation_listener(
         &self,
@@ -350,11 +364,14 @@ async fn run_listener(pool: PgPool, channel: String, listener: PgListener, manag
                     Ok(id) => manager.invalidate(&id),
                     Err(_) => manager.invalidate_all(),
                 },
-                // The connection was lost and re-established (and re-subscribed):
-                // notifications in between are lost.
-                Ok(None) => manager.invalidate_all(),
+                // The connection was lost. sqlx would re-subscribe on the next call, but
+                // the cache must be cleared only once the new `LISTEN` is in place (an entry
+                // cached before it may miss a notification), so reconnect here instead.
+                Ok(None) => {
+                    tracing::warn!(target: "keygate", "invalidation listener lost its connection");
+                    listener = None;
+                }
                 Err(e) => {
-                    manager.invalidate_all();
                     tracing::warn!(target: "keygate", error = %e, "invalidation listener lost its connection");
                     listener = None;
                 }
@@ -364,6 +381,8 @@ async fn run_listener(pool: PgPool, channel: String, listener: PgListener, manag
                 backoff = (backoff * 2).min(LISTENER_MAX_BACKOFF);
                 match listen(&pool, &channel).await {
                     Ok(l) => {
+                        // Listening again: whatever was cached until now, including entries
+                        // cached while the listener was away, may have missed a notification.
                         manager.invalidate_all();
                         backoff = Duration::from_millis(20);
                         listener = Some(l);
@@ -585,9 +604,9 @@ impl Dialect for Postgres {
     }
 }
 
-#[async_trait]
-impl TokenStore for PostgresStore {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+/// The operations, before the outage policy ([`Breaker`]) is applied.
+impl PostgresStore {
+    async fn db_insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let version = version_to_i64(record.version)?;
         bind_record(sqlx::query(&self.sql.insert), record)
             .bind(version)
@@ -597,12 +616,12 @@ impl TokenStore for PostgresStore {
         Ok(())
     }
 
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+    async fn db_get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let query = sqlx::query(&self.sql.get).bind(id.as_str());
         fetch_record(&self.pool, query).await
     }
 
-    async fn find_by_digest(
+    async fn db_find_by_digest(
         &self,
         digest: &Digest,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
@@ -610,7 +629,7 @@ impl TokenStore for PostgresStore {
         fetch_record(&self.pool, query).await
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+    async fn db_update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         let Ok(expected) = i64::try_from(record.version) else {
             // No stored version is this large: it cannot match.
             return Err(self.conflict_or_not_found(&record.id).await);
@@ -628,7 +647,7 @@ impl TokenStore for PostgresStore {
         Err(self.conflict_or_not_found(&record.id).await)
     }
 
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+    async fn db_delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         let row = sqlx::query(&self.sql.delete)
             .bind(id.as_str())
             .bind(&self.sql.channel)
@@ -638,7 +657,7 @@ impl TokenStore for PostgresStore {
         Ok(row.is_some())
     }
 
-    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+    async fn db_list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         let mut q = QueryBuilder::<Postgres>::new(&self.sql.select);
         q.push(" WHERE TRUE");
         push_filter(&mut q, filter);
@@ -659,7 +678,7 @@ impl TokenStore for PostgresStore {
         fetch_page(&self.pool, q.build(), page).await
     }
 
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn db_touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(&self.sql.touch)
             .bind(id.as_str())
             .bind(at)
@@ -667,6 +686,40 @@ impl TokenStore for PostgresStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenStore for PostgresStore {
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.breaker.write(self.db_insert(record)).await
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.breaker.read(self.db_get(id)).await
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.breaker.read(self.db_find_by_digest(digest)).await
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+        self.breaker.write(self.db_update(record)).await
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        self.breaker.write(self.db_delete(id)).await
+    }
+
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+        self.breaker.write(self.db_list(filter, page)).await
+    }
+
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.breaker.read(self.db_touch(id, at)).await
     }
 }
 

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::outage::{Breaker, OutagePolicy, pool_probe};
 use super::sql::{
     Dialect, HISTORY, RangeError, TokenRow, apply_migrations, bad_row, check_ident, col,
     conflict_or_not_found, digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64,
@@ -80,6 +81,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     prefix: Arc<str>,
     sql: Arc<Statements>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -203,10 +205,20 @@ impl SqliteStore {
     /// timeout, as [`connect`](Self::connect) sets up.
     pub fn new(pool: SqlitePool) -> Self {
         SqliteStore {
+            breaker: Breaker::new(OutagePolicy::default(), pool_probe(pool.clone())),
             pool,
             prefix: SqliteStore::DEFAULT_TABLE_PREFIX.into(),
             sql: Arc::new(Statements::new(SqliteStore::DEFAULT_TABLE_PREFIX)),
         }
+    }
+
+    /// Sets how the store behaves when the database cannot be used (default
+    /// [`OutagePolicy::default`]: verification reads answer within 250 ms, for instance when
+    /// another process holds the database lock, and at once while the database is known to
+    /// be unusable). See [`crate::store::outage`].
+    pub fn with_outage_policy(mut self, policy: OutagePolicy) -> Self {
+        self.breaker = Breaker::new(policy, pool_probe(self.pool.clone()));
+        self
     }
 
     /// Opens (creating it if missing) the SQLite database at `url` (`sqlite:path` or
@@ -585,9 +597,9 @@ impl Dialect for Sqlite {
     }
 }
 
-#[async_trait]
-impl TokenStore for SqliteStore {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+/// The operations, before the outage policy ([`Breaker`]) is applied.
+impl SqliteStore {
+    async fn db_insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let version = version_to_i64(record.version)?;
         let mut tx = self
             .pool
@@ -605,12 +617,12 @@ impl TokenStore for SqliteStore {
         tx.commit().await.map_err(StoreError::backend)
     }
 
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+    async fn db_get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let query = sqlx::query(&self.sql.get).bind(id.as_str());
         fetch_record(&self.pool, query).await
     }
 
-    async fn find_by_digest(
+    async fn db_find_by_digest(
         &self,
         digest: &Digest,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
@@ -618,7 +630,7 @@ impl TokenStore for SqliteStore {
         fetch_record(&self.pool, query).await
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+    async fn db_update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         let Ok(expected) = i64::try_from(record.version) else {
             // No stored version is this large: it cannot match.
             return Err(self.conflict_or_not_found(&record.id).await);
@@ -660,7 +672,7 @@ impl TokenStore for SqliteStore {
         Ok(new_version)
     }
 
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+    async fn db_delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -676,7 +688,7 @@ impl TokenStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+    async fn db_list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         // The listing order's columns: the scope row's copy when listing by scope.
         let (mut q, order) = match &filter.scope {
             Some(scope) => {
@@ -706,7 +718,7 @@ impl TokenStore for SqliteStore {
         fetch_page(&self.pool, q.build(), page).await
     }
 
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn db_touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(&self.sql.touch)
             .bind(micros(at))
             .bind(id.as_str())
@@ -714,6 +726,40 @@ impl TokenStore for SqliteStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.breaker.write(self.db_insert(record)).await
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.breaker.read(self.db_get(id)).await
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.breaker.read(self.db_find_by_digest(digest)).await
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
+        self.breaker.write(self.db_update(record)).await
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        self.breaker.write(self.db_delete(id)).await
+    }
+
+    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
+        self.breaker.write(self.db_list(filter, page)).await
+    }
+
+    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.breaker.read(self.db_touch(id, at)).await
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use keygate::PostgresStore;
 use tokio::net::{TcpListener, TcpStream};
@@ -104,6 +104,8 @@ impl Drop for TestSchema {
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
     kill: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -114,8 +116,11 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let (kill, _) = watch::channel(0u64);
         let (up2, kill2) = (Arc::clone(&up), kill.clone());
+        let (stalled2, delay2) = (Arc::clone(&stalled), Arc::clone(&delay_ms));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -126,12 +131,22 @@ impl Proxy {
                     continue;
                 }
                 let mut killed = kill2.subscribe();
+                let stalled = Arc::clone(&stalled2);
+                let delay = std::time::Duration::from_millis(delay2.load(Ordering::SeqCst));
                 tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    // A stalled proxy holds the connection open and forwards nothing.
+                    while stalled.load(Ordering::SeqCst) {
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                            _ = killed.changed() => return,
+                        }
+                    }
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = copy_until_stalled(&mut client, &mut server, &stalled) => {}
                         _ = killed.changed() => {}
                     }
                 });
@@ -140,9 +155,29 @@ impl Proxy {
         Proxy {
             addr,
             up,
+            stalled,
+            delay_ms,
             kill,
             task,
         }
+    }
+
+    /// The database stops answering: connections stay open, nothing is forwarded either
+    /// way (a hung server or a black-holed network), until [`Proxy::cut`] or
+    /// [`Proxy::restore`].
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every open connection; new ones are still accepted.
+    pub fn drop_connections(&self) {
+        self.kill.send_modify(|g| *g += 1);
+    }
+
+    /// New connections reach the server only after `delay`.
+    pub fn delay_new_connections(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// The database URL with the host and port replaced by the proxy's.
@@ -163,8 +198,10 @@ impl Proxy {
         self.kill.send_modify(|g| *g += 1);
     }
 
-    /// The database is back.
+    /// The database is back (also after a stall: connections held open by the stall then
+    /// resume, so a client that gave up on them must not reuse them).
     pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
 }
@@ -173,6 +210,55 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
         self.task.abort();
+    }
+}
+
+/// Copies both ways until either side closes; while `stalled`, forwards nothing.
+async fn copy_until_stalled(a: &mut TcpStream, b: &mut TcpStream, stalled: &AtomicBool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let one = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while stalled.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            match ar.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    while stalled.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    if bw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let two = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while stalled.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            match br.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    while stalled.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    if aw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = one => {}
+        _ = two => {}
     }
 }
 
