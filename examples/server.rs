@@ -23,6 +23,9 @@
 //! under `/api/tokens` (see `keygate::axum::admin`), with its OpenAPI document at
 //! `GET /api/tokens/openapi.json` (no credentials needed).
 //!
+//! On SIGTERM or SIGINT it stops accepting connections and lets the requests in flight
+//! finish (at most 10 s) before it exits.
+//!
 //! The admin router is merged outside keygate's layer: each of its routes authenticates
 //! its request itself, and the document, which holds no secret, answers without one.
 
@@ -324,10 +327,50 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
         println!();
     }
-    axum::serve(listener, app(service.keygate.clone())?)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+    // On SIGTERM or SIGINT: stop accepting, let in-flight requests finish (so no token is
+    // committed without its response reaching the client), for at most DRAIN_TIMEOUT.
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let on_signal = std::sync::Arc::clone(&signalled);
+    let serve = axum::serve(listener, app(service.keygate.clone())?)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("shutting down: draining in-flight requests");
+            on_signal.notify_one();
         })
-        .await?;
+        .into_future();
+    tokio::select! {
+        served = serve => served?,
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => eprintln!("shutting down: requests still running after {DRAIN_TIMEOUT:?}, exiting"),
+    }
     Ok(())
+}
+
+/// How long a shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `docker stop`, Kubernetes and
+/// systemd send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
