@@ -1,7 +1,8 @@
 //! A listing within an acting token's reach, pushed into the SQL query: one page (50) for a
 //! narrowly scoped actor (owner `alice`, scope `tokens:read`, four projects, an expiry
 //! bound) among 200,000 tokens, against the same store's unrestricted first page (and the
-//! first page of alice's tokens, for reference), with SQLite (a file in a temporary
+//! first page of alice's tokens, for reference), and the first page of a name-substring
+//! filter (a rare and a common substring), with SQLite (a file in a temporary
 //! directory) and PostgreSQL.
 //!
 //! Alice holds 3,125 of the tokens, about an eighth of them within the reach; the others
@@ -311,6 +312,12 @@ fn benches(c: &mut Criterion) {
         ("reach", reach()),
         ("unrestricted", TokenFilter::new()),
         ("owner_only", TokenFilter::new().owner("alice")),
+        // One token's name (a rare substring) and a substring of ~11% of the names.
+        (
+            "name_rare",
+            TokenFilter::new().name_contains("Token 123457"),
+        ),
+        ("name_common", TokenFilter::new().name_contains("n 1")),
     ];
 
     let (pg, sqlite) = rt.block_on(async {

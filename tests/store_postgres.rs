@@ -61,7 +61,21 @@ async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     .fetch_all(store.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    // Version 4: the trigram index of the folded name (pg_trgm is available on the test
+    // server).
+    let trgm: Option<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'keygate_tokens_name_trgm'",
+    )
+    .bind(&schema.name)
+    .fetch_optional(store.pool())
+    .await
+    .expect("indexes");
+    let trgm = trgm.expect("the name filter's trigram index exists");
+    assert!(
+        trgm.contains("gin") && trgm.contains("gin_trgm_ops"),
+        "{trgm}"
+    );
     sqlx::query(&format!(
         "INSERT INTO \"{}\".keygate_schema_migrations (version, name) VALUES (99, 'future')",
         schema.name
@@ -491,7 +505,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
     .fetch_all(old.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
 
     let expected = keygate::TokenRecord {
         secret_issued_at: written.created_at,

@@ -80,10 +80,11 @@ pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static
 /// script per entry ([`Dialect::MIGRATIONS`]), embedded, holding [`Dialect::PLACEHOLDER`]
 /// for the table prefix or schema, which is replaced by a validated identifier before it
 /// runs. Migrations are history: a change to the schema is a new entry, never an edit.
-pub(crate) const HISTORY: [(i64, &str); 3] = [
+pub(crate) const HISTORY: [(i64, &str); 4] = [
     (1, "create_tokens"),
     (2, "index_digests"),
     (3, "retired_secrets"),
+    (4, "index_names"),
 ];
 
 /// The database records a schema version this build does not know: refuse to touch it.

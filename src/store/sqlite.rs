@@ -586,6 +586,7 @@ impl Dialect for Sqlite {
         include_str!("migrations/sqlite/0001_create_tokens.sql"),
         include_str!("migrations/sqlite/0002_index_digests.sql"),
         include_str!("migrations/sqlite/0003_retired_secrets.sql"),
+        include_str!("migrations/sqlite/0004_index_names.sql"),
     ];
     const PLACEHOLDER: &'static str = "{prefix}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \

@@ -521,10 +521,12 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
             i,
             t0 + Duration::seconds(i as i64),
         );
-        r.name = match i % 3 {
+        r.name = match i % 5 {
             0 => format!("Deploy Bot {i}"),
             1 => format!("ci-runner {i}"),
-            _ => format!("grafana_{i}%"),
+            2 => format!("grafana_{i}%"),
+            3 => format!("Ünïcode naïve ÄÖ {i}"),
+            _ => format!("back\\slash a_b axb 100% {i}"),
         };
         r.status = match i % 3 {
             0 => TokenStatus::Active,
@@ -572,6 +574,38 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
         (
             "name_contains percent",
             mine(TokenFilter::new().name_contains("%")),
+        ),
+        (
+            "name_contains underscore matches only itself",
+            mine(TokenFilter::new().name_contains("a_b")),
+        ),
+        (
+            "name_contains percent and digits",
+            mine(TokenFilter::new().name_contains("0% ")),
+        ),
+        (
+            "name_contains backslash",
+            mine(TokenFilter::new().name_contains("k\\s")),
+        ),
+        (
+            "name_contains unicode, exact case",
+            mine(TokenFilter::new().name_contains("naïve ÄÖ")),
+        ),
+        (
+            "name_contains unicode folds ASCII only",
+            mine(TokenFilter::new().name_contains("ünïcode")),
+        ),
+        (
+            "name_contains unicode with ASCII case folded",
+            mine(TokenFilter::new().name_contains("ÜNÏCODE")),
+        ),
+        (
+            "name_contains long needle",
+            mine(TokenFilter::new().name_contains("DEPLOY BOT 1")),
+        ),
+        (
+            "name_contains no match",
+            mine(TokenFilter::new().name_contains("zzz-nothing")),
         ),
         (
             "created_by",
