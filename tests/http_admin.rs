@@ -953,3 +953,30 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
         405
     );
 }
+
+#[tokio::test]
+async fn create_disabled_makes_a_token_that_refuses_until_enabled() {
+    let api = Api::start().await;
+    let r = api
+        .post("/", &api.root, json!({"name": "later", "enabled": false}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"], "disabled");
+    let plaintext = r.body["token"].as_str().unwrap().to_owned();
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert!(api.keygate.manager().verify(&plaintext).await.is_err());
+    let r = api
+        .post(&format!("/{id}/enable"), &api.root, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(api.keygate.manager().verify(&plaintext).await.is_ok());
+    // Without the field, enabled; a non-boolean is invalid input and creates nothing.
+    let r = api.post("/", &api.root, json!({"name": "now"})).await;
+    assert_eq!(r.body["status"], "active");
+    let before = api.all_ids().await;
+    let r = api
+        .post("/", &api.root, json!({"name": "bad", "enabled": "no"}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(api.all_ids().await, before);
+}

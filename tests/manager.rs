@@ -1095,3 +1095,30 @@ async fn cache_entries_expire_after_ttl() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_token_created_disabled_is_refused_until_enabled() {
+    let f = fixture();
+    let issued = f
+        .manager
+        .issue(IssueRequest::new("later", "alice").disabled())
+        .await
+        .unwrap();
+    assert_eq!(issued.record().status, TokenStatus::Disabled);
+    let stored = f.store.get(issued.id()).await.unwrap().unwrap();
+    assert_eq!(stored.status, TokenStatus::Disabled);
+    assert!(matches!(
+        f.manager.verify(issued.expose_secret()).await,
+        Err(VerifyError::Disabled)
+    ));
+    f.manager.enable(issued.id()).await.unwrap();
+    assert!(f.manager.verify(issued.expose_secret()).await.is_ok());
+    assert_eq!(
+        f.audit.names(),
+        [
+            "authn_token_created",
+            "authn_login_fail",
+            "authn_token_enabled"
+        ]
+    );
+}

@@ -788,6 +788,14 @@ struct CreateBody {
     metadata: BTreeMap<String, String>,
     /// Default: 30 days.
     expires: Option<String>,
+    /// `false` creates the token disabled (enable it later). Default `true`.
+    #[serde(default = "default_enabled")]
+    #[schema(default = true)]
+    enabled: bool,
+}
+
+fn default_enabled() -> bool {
+    true
 }
 
 /// Changes to a token; absent fields stay as they are.
@@ -1032,6 +1040,9 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
     }
     for (k, v) in body.metadata {
         req = req.metadata(k, v);
+    }
+    if !body.enabled {
+        req = req.disabled();
     }
     let issued = kg.manager().acting_as(caller).issue(req).await?;
     Ok(issued_json(

@@ -100,7 +100,11 @@ impl TokenManager {
             updated_at: now,
             secret_issued_at: now,
             expiry,
-            status: TokenStatus::Active,
+            status: if req.enabled {
+                TokenStatus::Active
+            } else {
+                TokenStatus::Disabled
+            },
             scopes: req.scopes,
             projects: req.projects,
             metadata: req.metadata,

@@ -42,6 +42,15 @@ pub struct IssueRequest {
     /// that token's own expiry.
     #[cfg_attr(feature = "serde", serde(default))]
     pub expiry: Option<ExpiryPreset>,
+    /// `false` creates the token disabled (Zabbix's "enabled" checkbox unticked): it exists,
+    /// refuses verification as disabled, and can be enabled later. Default `true`.
+    #[cfg_attr(feature = "serde", serde(default = "enabled_by_default"))]
+    pub enabled: bool,
+}
+
+#[cfg(feature = "serde")]
+fn enabled_by_default() -> bool {
+    true
 }
 
 impl IssueRequest {
@@ -58,6 +67,7 @@ impl IssueRequest {
             projects: Projects::All,
             metadata: BTreeMap::new(),
             expiry: None,
+            enabled: true,
         }
     }
 
@@ -100,6 +110,13 @@ impl IssueRequest {
     /// Sets the expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+
+    /// Creates the token disabled (`enabled: false`); enable it later with
+    /// [`TokenManager::enable`](crate::TokenManager::enable).
+    pub fn disabled(mut self) -> Self {
+        self.enabled = false;
         self
     }
 }
