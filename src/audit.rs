@@ -195,3 +195,141 @@ pub struct NoopSink;
 impl AuditSink for NoopSink {
     fn record(&self, _: &AuditEvent) {}
 }
+
+/// Answers "what happened to this token lately": the recent activity a console shows on a
+/// token's page. Implement it over the store your audit events go to (a table, a log
+/// index); [`MemoryActivity`] is the in-process one.
+#[async_trait::async_trait]
+pub trait ActivityQuery: Send + Sync + 'static {
+    /// The most recent events about token `id`, newest first, at most `limit`.
+    async fn recent(
+        &self,
+        id: &TokenId,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, crate::error::StoreError>;
+}
+
+/// An in-memory [`AuditSink`] and [`ActivityQuery`]: a ring buffer of the last events per
+/// token, for the tokens most recently active. Bounded (at most `tokens` × `per_token`
+/// events), lost on restart, and local to the process: with several instances, or to keep
+/// history, implement [`ActivityQuery`] over a shared store instead. Events without a token
+/// id are only forwarded. Cheap to clone (clones share the buffer).
+#[derive(Clone)]
+pub struct MemoryActivity {
+    inner: std::sync::Arc<std::sync::Mutex<ActivityRing>>,
+    forward: std::sync::Arc<dyn AuditSink>,
+}
+
+struct ActivityRing {
+    per_token: usize,
+    tokens: usize,
+    tick: u64,
+    map: std::collections::HashMap<TokenId, (u64, std::collections::VecDeque<AuditEvent>)>,
+}
+
+impl fmt::Debug for MemoryActivity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryActivity").finish_non_exhaustive()
+    }
+}
+
+impl MemoryActivity {
+    /// Keeps the last `per_token` events (at least 1) of each of the `tokens` (at least 1)
+    /// most recently active tokens, and forwards every event to [`TracingSink`].
+    pub fn new(per_token: usize, tokens: usize) -> Self {
+        MemoryActivity {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(ActivityRing {
+                per_token: per_token.max(1),
+                tokens: tokens.max(1),
+                tick: 0,
+                map: std::collections::HashMap::new(),
+            })),
+            forward: std::sync::Arc::new(TracingSink),
+        }
+    }
+
+    /// Forwards every event to `sink` instead of [`TracingSink`].
+    pub fn forward_to(mut self, sink: impl AuditSink) -> Self {
+        self.forward = std::sync::Arc::new(sink);
+        self
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, ActivityRing> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AuditSink for MemoryActivity {
+    fn record(&self, event: &AuditEvent) {
+        if let Some(id) = &event.token_id {
+            let mut ring = self.ring();
+            ring.tick += 1;
+            let tick = ring.tick;
+            let per_token = ring.per_token;
+            if !ring.map.contains_key(id) && ring.map.len() >= ring.tokens {
+                // Forget the token least recently active.
+                if let Some(oldest) = ring
+                    .map
+                    .iter()
+                    .min_by_key(|(_, (t, _))| *t)
+                    .map(|(k, _)| k.clone())
+                {
+                    ring.map.remove(&oldest);
+                }
+            }
+            let entry = ring.map.entry(id.clone()).or_default();
+            entry.0 = tick;
+            if entry.1.len() >= per_token {
+                entry.1.pop_front();
+            }
+            entry.1.push_back(event.clone());
+        }
+        self.forward.record(event);
+    }
+}
+
+#[async_trait::async_trait]
+impl ActivityQuery for MemoryActivity {
+    async fn recent(
+        &self,
+        id: &TokenId,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, crate::error::StoreError> {
+        Ok(self
+            .ring()
+            .map
+            .get(id)
+            .map(|(_, events)| events.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_activity_keeps_the_last_events_of_the_most_recent_tokens() {
+        let log = MemoryActivity::new(2, 2).forward_to(NoopSink);
+        let ids: Vec<TokenId> = ["a", "b", "c"]
+            .iter()
+            .map(|s| TokenId::new(s).unwrap())
+            .collect();
+        let at = Utc::now();
+        for kind in [AuditKind::Created, AuditKind::Disabled, AuditKind::Enabled] {
+            log.record(&AuditEvent::new(kind, at).token(&ids[0]));
+        }
+        let recent = log.recent(&ids[0], 10).await.unwrap();
+        let names: Vec<_> = recent.iter().map(|e| e.kind.owasp_name()).collect();
+        assert_eq!(names, ["authn_token_enabled", "authn_token_disabled"]);
+        assert_eq!(log.recent(&ids[0], 1).await.unwrap().len(), 1);
+        log.record(&AuditEvent::new(AuditKind::Created, at).token(&ids[1]));
+        log.record(&AuditEvent::new(AuditKind::Created, at).token(&ids[2]));
+        // `a` was the least recently active of three: forgotten.
+        assert!(log.recent(&ids[0], 10).await.unwrap().is_empty());
+        assert_eq!(log.recent(&ids[2], 10).await.unwrap().len(), 1);
+        // Events without a token are not kept.
+        log.record(&AuditEvent::new(AuditKind::Created, at));
+        assert_eq!(log.ring().map.len(), 2);
+    }
+}

@@ -100,6 +100,7 @@
 //! | `postgres`  | `PostgresStore` (several instances, cross-instance invalidation), `store::connect` by URL |
 //! | `tower`     | the `RequireToken` layer |
 //! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
+//! | `console`   | the web console, `Keygate::console` (implies `axum`) |
 //! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
 //! | `test-util` | `keygate::testing`, the store conformance suite (not semver-stable) |
 //!
@@ -120,6 +121,8 @@ pub mod token;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "console")]
+pub mod console;
 #[cfg(feature = "tower")]
 pub mod http;
 #[cfg(feature = "test-util")]
