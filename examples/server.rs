@@ -1,7 +1,7 @@
 //! A small "projects" API protected by keygate, with the admin API mounted at `/api/tokens`.
 //!
 //! ```sh
-//! cargo run --example server --features axum,sqlite,postgres
+//! cargo run --example server --features console,sqlite,postgres
 //! ```
 //!
 //! - `KEYGATE_ADDR`: where to listen (default `127.0.0.1:3000`).
@@ -25,6 +25,9 @@
 //!
 //! On SIGTERM or SIGINT it stops accepting connections and lets the requests in flight
 //! finish (at most 10 s) before it exits.
+//!
+//! The web console is nested at `/console` (`/` redirects there); sign in with the admin
+//! token.
 //!
 //! The admin router is merged outside keygate's layer: each of its routes authenticates
 //! its request itself, and the document, which holds no secret, answers without one.
@@ -228,7 +231,42 @@ pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
         .route("/api/whoami", get(whoami))
         .layer(keygate.layer())
         .merge(keygate.admin_router_at(ADMIN_PREFIX)?)
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/console") }),
+        )
+        .nest("/console", keygate.console(console_config())?)
         .with_state(state))
+}
+
+/// The web console's catalogue: the scopes and projects of this service.
+fn console_config() -> keygate::console::ConsoleConfig {
+    use keygate::console::{ConsoleConfig, ScopeEntry, ScopeTemplate};
+    ConsoleConfig::new()
+        .title("Projects API tokens")
+        .scope(ScopeEntry::new(
+            "projects:read",
+            "Read projects",
+            "Projects",
+        ))
+        .scope(ScopeEntry::new(
+            "projects:write",
+            "Create projects",
+            "Projects",
+        ))
+        .scope(ScopeEntry::new(
+            "tokens:self",
+            "Manage own tokens",
+            "Tokens",
+        ))
+        .scope(ScopeEntry::new(
+            "tokens:console",
+            "Sign in to the console",
+            "Tokens",
+        ))
+        .template(ScopeTemplate::new("read-only client", ["projects:read"]))
+        .project("website", "Website")
+        .project("billing", "Billing")
 }
 
 fn server_key() -> Result<ServerKey, Box<dyn Error>> {
@@ -313,6 +351,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("keygate example service listening on http://{addr}");
+    println!("Web console: http://{addr}/console (sign in with a token holding tokens:console)");
     println!("OpenAPI document of the admin API: http://{addr}{ADMIN_PREFIX}/openapi.json");
     if let Some(token) = admin {
         println!();
