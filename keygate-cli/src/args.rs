@@ -219,6 +219,9 @@ pub(crate) struct CreateArgs {
     /// Description.
     #[arg(long, default_value = "")]
     pub(crate) description: String,
+    /// Create the token disabled: it exists but is refused until `keygate token enable`.
+    #[arg(long)]
+    pub(crate) disabled: bool,
 }
 
 /// `keygate token list`

@@ -230,6 +230,9 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
     if let Some(id) = a.id {
         req = req.id(id);
     }
+    if a.disabled {
+        req = req.disabled();
+    }
     let manager = ctx.open(true).await?;
     let issued = manager.issue(req).await.map_err(Failure::from_error)?;
     let id = issued.id().clone();
@@ -251,7 +254,14 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
         };
         return Err(Failure::new(failure.code(), format!("{failure}; {undo}")));
     }
-    eprintln!("keygate: created token `{id}` (expires: {expires}); it is shown once, store it now");
+    let state = if issued.record().status == keygate::TokenStatus::Disabled {
+        ", disabled until `keygate token enable`"
+    } else {
+        ""
+    };
+    eprintln!(
+        "keygate: created token `{id}` (expires: {expires}{state}); it is shown once, store it now"
+    );
     Ok(EXIT_OK)
 }
 

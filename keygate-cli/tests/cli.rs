@@ -604,6 +604,19 @@ fn unreachable_database_is_exit_3() {
 }
 
 #[test]
+fn a_token_created_disabled_is_refused_until_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    let token = cli.create_token("later", &["--id", "later", "--disabled"]);
+    assert_eq!(record(&cli, "later").status, keygate::TokenStatus::Disabled);
+    cli.verify(&token).expect_failure(INVALID, "disabled");
+    cli.run(&["token", "enable", "later"]).expect_code(OK);
+    assert_eq!(record(&cli, "later").status, keygate::TokenStatus::Active);
+    cli.verify(&token).expect_code(OK);
+}
+
+#[test]
 fn expired_tokens_are_shown_as_expired_and_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cli = sqlite_cli(&dir);
