@@ -944,8 +944,10 @@ fn expiry_fields(
         fieldset aria-describedby={ "h-" (field) } {
             legend { "Expiry" }
             @for (v, l) in &options {
-                input type="radio" name=(field) id={ "f-" (field) "-" (v) } value=(v) checked[current == *v];
-                label.inline for={ "f-" (field) "-" (v) } { (l) }
+                span.choice {
+                    input type="radio" name=(field) id={ "f-" (field) "-" (v) } value=(v) checked[current == *v];
+                    label.inline for={ "f-" (field) "-" (v) } { (l) }
+                }
             }
             div {
                 label for={ "f-" (date_field) } { "Custom date" }
