@@ -29,7 +29,7 @@ const WHITESPACE_BEYOND_ASCII: &str =
 const TEXT_CHAR: &str = r"[^\x00-\x08\x0B-\x1F\x7F-\x9F]";
 
 /// The longest grace period (the manager's rule).
-const MAX_GRACE_SECS: u64 = 30 * 86_400;
+const MAX_GRACE_SECS: u64 = crate::manager::MAX_ROTATION_GRACE.as_secs();
 
 /// Text of at most `max` characters without control characters (but tab and line feed);
 /// `required`: with at least one character that is not whitespace.
