@@ -73,20 +73,15 @@ pub(super) fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else {
         (false, d)
     };
-    let amount = if d.num_days() >= 1 {
-        format!(
-            "{} day{}",
-            d.num_days(),
-            if d.num_days() == 1 { "" } else { "s" }
-        )
-    } else if d.num_hours() >= 1 {
-        format!(
-            "{} hour{}",
-            d.num_hours(),
-            if d.num_hours() == 1 { "" } else { "s" }
-        )
+    // Rounded to the nearest unit: a token made for 30 days reads "in 30 days" a second later.
+    let secs = d.num_seconds();
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let amount = if secs >= 86_400 {
+        plural((secs + 43_200) / 86_400, "day")
+    } else if secs >= 3_600 {
+        plural((secs + 1_800) / 3_600, "hour")
     } else {
-        format!("{} min", d.num_minutes().max(1))
+        format!("{} min", ((secs + 30) / 60).max(1))
     };
     if past {
         format!("{amount} ago")
@@ -143,4 +138,29 @@ pub(super) fn field_error(errors: &[(&'static str, String)], field: &str) -> Mar
 
 pub(super) fn has_error(errors: &[(&'static str, String)], field: &str) -> bool {
     errors.iter().any(|(f, _)| *f == field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn relative_times_round_to_the_nearest_unit() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let cases = [
+            (Duration::days(30) - Duration::seconds(5), "in 30 days"),
+            (Duration::days(1), "in 1 day"),
+            (Duration::hours(36), "in 2 days"),
+            (Duration::hours(35), "in 1 day"),
+            (Duration::minutes(90), "in 2 hours"),
+            (Duration::minutes(59), "in 59 min"),
+            (Duration::seconds(10), "in 1 min"),
+            (-Duration::days(3), "3 days ago"),
+            (-Duration::hours(1), "1 hour ago"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(relative(now + d, now), text, "{d}");
+        }
+    }
 }
