@@ -1,7 +1,10 @@
 //! The web console in a real Chromium (Debian's `chromium` and `chromium-driver`), driven
 //! over WebDriver: sign in, create, the shown-once page and its reload and Back, escaping
 //! (no dialog fires), axe-core on every page (no serious or critical violation), and
-//! screenshots at 1280x800 in `docs/console/`.
+//! screenshots of a 1280x800 viewport in `docs/console/`; then every operation (filter,
+//! pages, toggle, mass disable, edit, regenerate with grace, revoke, delete), the create flow
+//! by keyboard alone, and self-service kept to its owner's tokens, each checked through the
+//! manager.
 //!
 //! Skips, saying so, when no browser is installed, unless `KEYGATE_REQUIRE_BROWSER=1`. axe-core
 //! is read from `KEYGATE_AXE_JS` or `target/axe/node_modules/axe-core/axe.min.js`
