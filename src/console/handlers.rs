@@ -338,6 +338,20 @@ async fn load(c: &Console, op: &Operator, id: &str) -> Result<TokenRecord, Error
     Ok(r)
 }
 
+/// The signed-in operator and the token `id` they may manage, or the page that says why not
+/// (sign in, or "not found").
+async fn operator_and_token(
+    c: &Console,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(Operator, TokenRecord), Response> {
+    let op = signed_in(c, ctx)?;
+    match load(c, &op, id).await {
+        Ok(r) => Ok((op, r)),
+        Err(e) => Err(error_page(c, ctx, &e)),
+    }
+}
+
 /// Shows a confirmation page that re-posts `form` with `confirmed=yes` (without JavaScript).
 fn confirm_page(c: &Console, ctx: &Ctx, action: &str, form: &Form, text: &str) -> Response {
     let body = html! {
@@ -1285,25 +1299,12 @@ async fn details(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
+    let (op, r) = match operator_and_token(&c, &ctx, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    match load(&c, &op, &id).await {
-        Ok(r) => {
-            details_page(
-                &c,
-                &ctx,
-                &op,
-                &r,
-                &record_form(&r),
-                Vec::new(),
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(e) => error_page(&c, &ctx, &e),
-    }
+    let form = record_form(&r);
+    details_page(&c, &ctx, &op, &r, &form, Vec::new(), StatusCode::OK).await
 }
 
 /// The edit form's values for a record.
@@ -1453,13 +1454,9 @@ async fn edit(
     Extension(form): Extension<Form>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let r = match load(&c, &op, &id).await {
-        Ok(r) => r,
-        Err(e) => return error_page(&c, &ctx, &e),
+    let (op, r) = match operator_and_token(&c, &ctx, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let mut errors = Vec::new();
     let name = form.get("name").trim();
@@ -1539,9 +1536,9 @@ async fn set_status(
     Extension(form): Extension<Form>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
+    let (op, r) = match operator_and_token(&c, &ctx, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let to = match form.get("to") {
         "enabled" => TokenStatus::Active,
@@ -1555,10 +1552,6 @@ async fn set_status(
                 "Unknown status; nothing was changed.",
             );
         }
-    };
-    let r = match load(&c, &op, &id).await {
-        Ok(r) => r,
-        Err(e) => return error_page(&c, &ctx, &e),
     };
     match c
         .keygate
@@ -1585,13 +1578,9 @@ async fn regenerate(
     Extension(form): Extension<Form>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let r = match load(&c, &op, &id).await {
-        Ok(r) => r,
-        Err(e) => return error_page(&c, &ctx, &e),
+    let (op, r) = match operator_and_token(&c, &ctx, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let expiry = match expiry_choice(&form, "regen_expiry", "regen_date", true) {
         Ok(e) => e,
@@ -1674,33 +1663,7 @@ async fn revoke(
     Extension(form): Extension<Form>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let r = match load(&c, &op, &id).await {
-        Ok(r) => r,
-        Err(e) => return error_page(&c, &ctx, &e),
-    };
-    if !form.confirmed() {
-        return confirm_page(
-            &c,
-            &ctx,
-            &format!("{}/tokens/{}/revoke", ctx.base, r.id.as_str()),
-            &form,
-            "Revoke this token? It stops working for good. This cannot be undone.",
-        );
-    }
-    match c
-        .keygate
-        .manager()
-        .acting_as(op.actor())
-        .set_status(&r.id, TokenStatus::Revoked)
-        .await
-    {
-        Ok(_) => Redirect::to(&format!("{}/tokens/{}", ctx.base, r.id.as_str())).into_response(),
-        Err(e) => error_page(&c, &ctx, &e),
-    }
+    for_good(&c, &ctx, &form, &id, ForGood::Revoke).await
 }
 
 async fn delete(
@@ -1709,31 +1672,49 @@ async fn delete(
     Extension(form): Extension<Form>,
     Path(id): Path<String>,
 ) -> Response {
-    let op = match signed_in(&c, &ctx) {
-        Ok(op) => op,
-        Err(r) => return r,
+    for_good(&c, &ctx, &form, &id, ForGood::Delete).await
+}
+
+/// The two changes that cannot be undone.
+#[derive(Clone, Copy)]
+enum ForGood {
+    Revoke,
+    Delete,
+}
+
+/// Revokes or deletes, once confirmed (by the dialog's `confirmed=yes` or the page).
+async fn for_good(c: &Console, ctx: &Ctx, form: &Form, id: &str, what: ForGood) -> Response {
+    let (op, r) = match operator_and_token(c, ctx, id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let r = match load(&c, &op, &id).await {
-        Ok(r) => r,
-        Err(e) => return error_page(&c, &ctx, &e),
+    let (path, question) = match what {
+        ForGood::Revoke => (
+            "revoke",
+            "Revoke this token? It stops working for good. This cannot be undone.",
+        ),
+        ForGood::Delete => (
+            "delete",
+            "Delete this token? Its record is removed. This cannot be undone.",
+        ),
     };
     if !form.confirmed() {
-        return confirm_page(
-            &c,
-            &ctx,
-            &format!("{}/tokens/{}/delete", ctx.base, r.id.as_str()),
-            &form,
-            "Delete this token? Its record is removed. This cannot be undone.",
-        );
+        let action = format!("{}/tokens/{}/{path}", ctx.base, r.id.as_str());
+        return confirm_page(c, ctx, &action, form, question);
     }
-    match c
-        .keygate
-        .manager()
-        .acting_as(op.actor())
-        .delete(&r.id)
-        .await
-    {
-        Ok(()) => Redirect::to(&format!("{}/", ctx.base)).into_response(),
-        Err(e) => error_page(&c, &ctx, &e),
+    let manager = c.keygate.manager().acting_as(op.actor());
+    let done = match what {
+        ForGood::Revoke => manager
+            .set_status(&r.id, TokenStatus::Revoked)
+            .await
+            .map(|_| format!("{}/tokens/{}", ctx.base, r.id.as_str())),
+        ForGood::Delete => manager
+            .delete(&r.id)
+            .await
+            .map(|()| format!("{}/", ctx.base)),
+    };
+    match done {
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(e) => error_page(c, ctx, &e),
     }
 }
