@@ -23,7 +23,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use keygate::audit::MemoryActivity;
 use keygate::axum::Keygate;
 use keygate::console::{ConsoleConfig, ScopeEntry, ScopeTemplate};
-use keygate::expiry::ManualClock;
+use keygate::expiry::{Clock, ManualClock};
 use keygate::{
     ExpiryPreset, IssueRequest, MemoryStore, ScopeSet, ServerKey, TokenManager, TokenStatus,
     VerifyError,
@@ -479,6 +479,7 @@ async fn operating_tokens_in_chromium() {
     let Some((c, _driver, _profile)) = browser().await else {
         return;
     };
+    let axe = axe_source();
     let clock = ManualClock::new(chrono::Utc::now());
     let manager = TokenManager::builder(MemoryStore::new())
         .server_key(ServerKey::generate())
@@ -601,6 +602,7 @@ async fn operating_tokens_in_chromium() {
     click(&c, "input[aria-label='Select deploy 01']").await;
     click(&c, "input[aria-label='Select deploy 02']").await;
     click_confirmed(&c, "button[value=disable]", "Disable the selected tokens?").await;
+    check_axe(&c, &axe, "bulk result").await;
     let mut result = cells(&c).await;
     result.sort();
     let mut expected = [
@@ -739,6 +741,48 @@ async fn operating_tokens_in_chromium() {
     assert_eq!(r.scopes, ScopeSet::parse(["projects:read"]).unwrap());
     let days = (r.expiry.at().unwrap() - r.created_at).num_days();
     assert_eq!(days, 90);
+
+    // Every expiry preset, and a custom date typed into the date field.
+    let custom = (clock.now() + chrono::Duration::days(45)).date_naive();
+    for preset in ["7d", "30d", "60d", "90d", "never", "custom"] {
+        c.goto(&format!("{base}/new")).await.unwrap();
+        c.find(Locator::Id("f-name"))
+            .await
+            .unwrap()
+            .send_keys(&format!("preset {preset}"))
+            .await
+            .unwrap();
+        click(&c, &format!("#f-expiry-{preset}")).await;
+        if preset == "custom" {
+            // Typed as a person would, in the en-US order the date field shows.
+            c.find(Locator::Id("f-expiry_date"))
+                .await
+                .unwrap()
+                .send_keys(&custom.format("%m%d%Y").to_string())
+                .await
+                .unwrap();
+        }
+        click(&c, "#f-scope-0").await;
+        click_to_page(&c, "main form button.primary[type=submit]").await;
+        let t = c
+            .find(Locator::Id("token"))
+            .await
+            .unwrap_or_else(|e| panic!("preset {preset}: {e}"))
+            .text()
+            .await
+            .unwrap();
+        let v = m.verify(&t).await.unwrap();
+        let r = m.get(v.id()).await.unwrap();
+        assert_eq!(r.name, format!("preset {preset}"));
+        let expected = match preset {
+            "never" => keygate::Expiry::Never,
+            "custom" => keygate::Expiry::At(custom.and_hms_opt(23, 59, 59).unwrap().and_utc()),
+            days => keygate::Expiry::At(
+                r.created_at + chrono::Duration::days(days.trim_end_matches('d').parse().unwrap()),
+            ),
+        };
+        assert_eq!(r.expiry, expected, "preset {preset}");
+    }
 
     // Self-service: alice sees and reaches only her own tokens.
     c.delete_all_cookies().await.unwrap();
