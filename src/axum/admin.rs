@@ -446,6 +446,37 @@ error_responses! {
     VersionedChangeErrors: 400, 401, 403, 404, 409, 412, 413, 415, 422, 503;
 }
 
+/// The success responses that carry a token (and its version as `ETag`), declared once.
+mod success {
+    #![allow(
+        dead_code,
+        reason = "response types exist for the OpenAPI document only"
+    )]
+
+    use super::{IssuedView, RevokeReply, TokenView};
+
+    /// 200: the token.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 200, description = "The token", headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`")))]
+    pub(super) struct TokenOk(TokenView<'static>);
+
+    /// 201: a new token, its plaintext shown this once.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 201, description = "The new token, its plaintext shown this once", headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`")))]
+    pub(super) struct IssuedCreated(IssuedView<'static>);
+
+    /// 200: a rotated token, its new plaintext shown this once.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 200, description = "The token with its new secret, shown this once", headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`")))]
+    pub(super) struct RotatedOk(IssuedView<'static>);
+
+    /// 200: a revoked token, or with `children` the bulk report.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 200, description = "The revoked token; with `children`, the bulk report", headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`")))]
+    pub(super) struct RevokedOk(RevokeReply);
+}
+use success::{IssuedCreated, RevokedOk, RotatedOk, TokenOk};
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -1058,10 +1089,7 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
     path = "/",
     tag = "tokens",
     request_body = CreateBody,
-    responses(
-        (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        BodyErrors,
-    )
+    responses(IssuedCreated, BodyErrors)
 )]
 async fn create(
     State(kg): State<Keygate>,
@@ -1077,10 +1105,7 @@ async fn create(
     path = "/self",
     tag = "self-service",
     request_body = CreateBody,
-    responses(
-        (status = 201, description = "The new token, its plaintext shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        BodyErrors,
-    )
+    responses(IssuedCreated, BodyErrors)
 )]
 async fn self_create(
     State(kg): State<Keygate>,
@@ -1103,10 +1128,7 @@ async fn self_create(
     path = "/{id}",
     tag = "tokens",
     params(IdParam),
-    responses(
-        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        ReadErrors,
-    )
+    responses(TokenOk, ReadErrors,)
 )]
 async fn get_one(
     State(kg): State<Keygate>,
@@ -1124,10 +1146,7 @@ async fn get_one(
     tag = "tokens",
     params(IdParam, IfMatch),
     request_body = Option<UpdateBody>,
-    responses(
-        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        VersionedChangeErrors,
-    )
+    responses(TokenOk, VersionedChangeErrors)
 )]
 async fn update(
     State(kg): State<Keygate>,
@@ -1206,10 +1225,7 @@ fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRe
     tag = "tokens",
     params(IdParam, IfMatch),
     request_body = Option<RotateBody>,
-    responses(
-        (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        VersionedChangeErrors,
-    )
+    responses(RotatedOk, VersionedChangeErrors)
 )]
 async fn rotate(
     State(kg): State<Keygate>,
@@ -1230,10 +1246,7 @@ async fn rotate(
     tag = "self-service",
     params(IdParam, IfMatch),
     request_body = Option<RotateBody>,
-    responses(
-        (status = 200, description = "The token with its new secret, shown this once", body = IssuedView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        VersionedChangeErrors,
-    )
+    responses(RotatedOk, VersionedChangeErrors)
 )]
 async fn self_rotate(
     State(kg): State<Keygate>,
@@ -1262,43 +1275,35 @@ async fn set_status(
     Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
 }
 
-/// Enables a disabled token (scope `tokens:write`).
-#[utoipa::path(
-    post,
-    path = "/{id}/enable",
-    tag = "tokens",
-    params(IdParam),
-    responses(
-        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        StatusErrors,
-    )
-)]
-async fn enable(
-    State(kg): State<Keygate>,
-    Caller(caller, _): Caller<Write>,
-    IdParam(id): IdParam,
-) -> ApiResult {
-    set_status(kg, caller, id, TokenStatus::Active).await
+/// Declares an operation that sets a token's status, reversibly (scope `tokens:write`).
+macro_rules! status_operation {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $status:expr) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "tokens",
+            params(IdParam),
+            responses(TokenOk, StatusErrors)
+        )]
+        async fn $name(
+            State(kg): State<Keygate>,
+            Caller(caller, _): Caller<Write>,
+            IdParam(id): IdParam,
+        ) -> ApiResult {
+            set_status(kg, caller, id, $status).await
+        }
+    };
 }
 
-/// Disables a token, reversibly (scope `tokens:write`).
-#[utoipa::path(
-    post,
-    path = "/{id}/disable",
-    tag = "tokens",
-    params(IdParam),
-    responses(
-        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        StatusErrors,
-    )
-)]
-async fn disable(
-    State(kg): State<Keygate>,
-    Caller(caller, _): Caller<Write>,
-    IdParam(id): IdParam,
-) -> ApiResult {
-    set_status(kg, caller, id, TokenStatus::Disabled).await
-}
+status_operation!(
+    /// Enables a disabled token (scope `tokens:write`).
+    enable, "/{id}/enable", TokenStatus::Active
+);
+status_operation!(
+    /// Disables a token, reversibly (scope `tokens:write`).
+    disable, "/{id}/disable", TokenStatus::Disabled
+);
 
 /// Revokes a token for good (scope `tokens:write`).
 #[utoipa::path(
@@ -1307,10 +1312,7 @@ async fn disable(
     tag = "tokens",
     params(IdParam),
     request_body = Option<RevokeBody>,
-    responses(
-        (status = 200, description = "The revoked token; with `children`, the bulk report", body = RevokeReply, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        ChangeErrors,
-    )
+    responses(RevokedOk, ChangeErrors)
 )]
 async fn revoke(
     State(kg): State<Keygate>,
@@ -1335,10 +1337,7 @@ async fn revoke(
     path = "/self/{id}/revoke",
     tag = "self-service",
     params(IdParam),
-    responses(
-        (status = 200, description = "The token", body = TokenView, headers(("ETag" = String, description = "The record version as a strong entity tag, e.g. `\"3\"`"))),
-        StatusErrors,
-    )
+    responses(TokenOk, StatusErrors)
 )]
 async fn self_revoke(
     State(kg): State<Keygate>,
@@ -1448,7 +1447,7 @@ impl ToSchema for RevokeReply {
         openapi, list, create, bulk, self_list, self_create, self_rotate, self_revoke, get_one,
         update, delete, rotate, enable, disable, revoke
     ),
-    components(schemas(ErrorReply, TokenStatus)),
+    components(schemas(ErrorReply, TokenStatus, IssuedView, RevokeReply)),
     tags(
         (name = "tokens", description = "Tokens within the caller's reach"),
         (name = "self-service", description = "The caller's owner's own tokens"),
