@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -16,7 +15,7 @@ use super::sql::{
     digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64, push_filter,
     push_page, split_scopes, version_from_i64, version_to_i64,
 };
-use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
+use super::{Page, PageRequest, Reach, TokenFilter};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::manager::TokenManager;
@@ -27,7 +26,7 @@ use crate::token::TokenId;
 /// Longest wait between two reconnection attempts of the invalidation listener.
 const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A [`TokenStore`] in a PostgreSQL database (feature `postgres`), over a pool the
+/// A [`TokenStore`](super::TokenStore) in a PostgreSQL database (feature `postgres`), over a pool the
 /// application passes in: for several service instances sharing one database, with
 /// cross-instance cache invalidation through `LISTEN`/`NOTIFY`.
 ///
@@ -693,39 +692,7 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl TokenStore for PostgresStore {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.breaker.write(self.db_insert(record)).await
-    }
-
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.breaker.read(self.db_get(id)).await
-    }
-
-    async fn find_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.breaker.read(self.db_find_by_digest(digest)).await
-    }
-
-    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-        self.breaker.write(self.db_update(record)).await
-    }
-
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.breaker.write(self.db_delete(id)).await
-    }
-
-    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
-        self.breaker.write(self.db_list(filter, page)).await
-    }
-
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.breaker.read(self.db_touch(id, at)).await
-    }
-}
+super::sql::breaker_guarded_store!(PostgresStore);
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,8 @@
 //!   [`push_filter`], [`push_page`] and [`fetch_page`].
 //! - [`HISTORY`] and [`apply_migrations`]: the schema history, and the runner that records
 //!   it, refuses a newer schema and applies the missing scripts in the caller's transaction.
+//! - [`breaker_guarded_store!`]: the [`TokenStore`] implementation of both stores, which runs
+//!   each store's own `db_*` operation under its outage policy.
 //!
 //! sqlx states its trait implementations per backend, so generic code needs bounds: they are
 //! kept out of sight by taking the executor and the bound query as type parameters (checked
@@ -628,6 +630,76 @@ impl TokenStore for SqlStore {
         self.inner().touch(id, at).await
     }
 }
+
+/// Implements [`TokenStore`] for a SQL store by running its inherent `db_*` operations under
+/// its `breaker` ([`Breaker`](super::outage::Breaker)): the lookups a verification makes
+/// (`get`, `find_by_digest`) and `touch` are bounded reads; writes and listings run to their
+/// end. Both stores state their operations in their own SQL; which outage rule guards which
+/// operation is stated here, once.
+macro_rules! breaker_guarded_store {
+    ($store:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::store::TokenStore for $store {
+            async fn insert(
+                &self,
+                record: &$crate::record::TokenRecord,
+            ) -> Result<(), $crate::error::StoreError> {
+                self.breaker.write(self.db_insert(record)).await
+            }
+
+            async fn get(
+                &self,
+                id: &$crate::token::TokenId,
+            ) -> Result<
+                Option<::std::sync::Arc<$crate::record::TokenRecord>>,
+                $crate::error::StoreError,
+            > {
+                self.breaker.read(self.db_get(id)).await
+            }
+
+            async fn find_by_digest(
+                &self,
+                digest: &$crate::digest::Digest,
+            ) -> Result<
+                Option<::std::sync::Arc<$crate::record::TokenRecord>>,
+                $crate::error::StoreError,
+            > {
+                self.breaker.read(self.db_find_by_digest(digest)).await
+            }
+
+            async fn update(
+                &self,
+                record: &$crate::record::TokenRecord,
+            ) -> Result<u64, $crate::error::StoreError> {
+                self.breaker.write(self.db_update(record)).await
+            }
+
+            async fn delete(
+                &self,
+                id: &$crate::token::TokenId,
+            ) -> Result<bool, $crate::error::StoreError> {
+                self.breaker.write(self.db_delete(id)).await
+            }
+
+            async fn list(
+                &self,
+                filter: &$crate::store::TokenFilter,
+                page: &$crate::store::PageRequest,
+            ) -> Result<$crate::store::Page, $crate::error::StoreError> {
+                self.breaker.write(self.db_list(filter, page)).await
+            }
+
+            async fn touch(
+                &self,
+                id: &$crate::token::TokenId,
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::error::StoreError> {
+                self.breaker.read(self.db_touch(id, at)).await
+            }
+        }
+    };
+}
+pub(super) use breaker_guarded_store;
 
 #[cfg(test)]
 mod tests {

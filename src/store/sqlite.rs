@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -21,14 +20,14 @@ use super::sql::{
     conflict_or_not_found, digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64,
     push_filter, push_page, split_scopes, version_to_i64,
 };
-use super::{Page, PageRequest, Reach, TokenFilter, TokenStore};
+use super::{Page, PageRequest, Reach, TokenFilter};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
 
-/// A [`TokenStore`] in a SQLite database (feature `sqlite`), over a pool the application
+/// A [`TokenStore`](super::TokenStore) in a SQLite database (feature `sqlite`), over a pool the application
 /// passes in: the embedded default for single-instance services.
 ///
 /// Cheap to clone (the pool and the statements are shared). Call
@@ -730,39 +729,7 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl TokenStore for SqliteStore {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.breaker.write(self.db_insert(record)).await
-    }
-
-    async fn get(&self, id: &TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.breaker.read(self.db_get(id)).await
-    }
-
-    async fn find_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        self.breaker.read(self.db_find_by_digest(digest)).await
-    }
-
-    async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
-        self.breaker.write(self.db_update(record)).await
-    }
-
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.breaker.write(self.db_delete(id)).await
-    }
-
-    async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
-        self.breaker.write(self.db_list(filter, page)).await
-    }
-
-    async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.breaker.read(self.db_touch(id, at)).await
-    }
-}
+super::sql::breaker_guarded_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {
