@@ -1201,7 +1201,14 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRequest> {
+/// Rotates `id` as `caller`, from the body and `If-Match` of a rotate request.
+async fn rotate_token(
+    kg: Keygate,
+    caller: VerifiedToken,
+    id: TokenId,
+    expected: Option<u64>,
+    body: RotateBody,
+) -> ApiResult {
     let mut req = RotateRequest::new();
     if let Some(v) = expected {
         req = req.expected_version(v);
@@ -1215,7 +1222,8 @@ fn rotate_request(body: RotateBody, expected: Option<u64>) -> ApiResult<RotateRe
     if let Some(e) = body.expires {
         req = req.expiry(parse_expiry(&e)?);
     }
-    Ok(req)
+    let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
+    Ok(issued_json(StatusCode::OK, &issued, kg.manager().now()))
 }
 
 /// Issues a new secret for a token (scope `tokens:write`).
@@ -1234,9 +1242,7 @@ async fn rotate(
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    let req = rotate_request(body, expected)?;
-    let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
-    Ok(issued_json(StatusCode::OK, &issued, kg.manager().now()))
+    rotate_token(kg, caller, id, expected, body).await
 }
 
 /// Rotates one of the caller's own tokens (scope `tokens:self` or `tokens:write`).
@@ -1255,10 +1261,8 @@ async fn self_rotate(
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<RotateBody>,
 ) -> ApiResult {
-    let req = rotate_request(body, expected)?;
     own_token(&kg, &caller, &id).await?;
-    let issued = kg.manager().acting_as(&caller).rotate(&id, req).await?;
-    Ok(issued_json(StatusCode::OK, &issued, kg.manager().now()))
+    rotate_token(kg, caller, id, expected, body).await
 }
 
 async fn set_status(
@@ -1345,12 +1349,7 @@ async fn self_revoke(
     IdParam(id): IdParam,
 ) -> ApiResult {
     own_token(&kg, &caller, &id).await?;
-    let record = kg
-        .manager()
-        .acting_as(&caller)
-        .set_status(&id, TokenStatus::Revoked)
-        .await?;
-    Ok(token_json(StatusCode::OK, &record, kg.manager().now()))
+    set_status(kg, caller, id, TokenStatus::Revoked).await
 }
 
 /// Enables, disables or revokes many tokens, by ids or by filter (scope `tokens:write`).
