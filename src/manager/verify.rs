@@ -34,24 +34,21 @@ impl TokenManager {
                 return Err(e);
             }
         };
-        let id = TokenId::from_parsed(&parsed);
-        let result = self.verify_parsed(&id, parsed.secret()).await;
+        // The id is borrowed from the presented string; it is copied only to report a
+        // failure, so a valid verification allocates nothing.
+        let result = self.verify_parsed(parsed.id(), parsed.secret()).await;
         if let Err(e) = &result {
-            self.audit_verify_failure(Some(id), e);
+            self.audit_verify_failure(Some(TokenId::from_parsed(&parsed)), e);
         }
         result
     }
 
-    async fn verify_parsed(
-        &self,
-        id: &TokenId,
-        secret: &str,
-    ) -> Result<VerifiedToken, VerifyError> {
+    async fn verify_parsed(&self, id: &str, secret: &str) -> Result<VerifiedToken, VerifyError> {
         // The token is found by its digest, not by its id: an unknown id and a wrong secret
         // are then the same miss, doing the same work. One digest per server-key version,
         // the current key first; a valid token stops at the version it was stored under.
         for version in self.inner.keyring.versions_newest_first() {
-            let Some(digest) = self.inner.keyring.digest(version, id.as_str(), secret) else {
+            let Some(digest) = self.inner.keyring.digest(version, id, secret) else {
                 continue;
             };
             if let Some(found) = self.find(&digest).await? {
@@ -67,7 +64,7 @@ impl TokenManager {
     async fn find(&self, digest: &Digest) -> Result<Option<Found>, VerifyError> {
         let inner = &*self.inner;
         let Some(cache) = inner.cache.as_ref() else {
-            let r = inner.store.find_by_digest(digest).await;
+            let r = self.lookup(digest).await;
             return Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
                 record,
                 fresh: None,
@@ -81,11 +78,20 @@ impl TokenManager {
         }
         let epoch = cache.epoch();
         let fetched = std::time::Instant::now();
-        let r = inner.store.find_by_digest(digest).await;
+        let r = self.lookup(digest).await;
         Ok(r.map_err(VerifyError::Store)?.map(|record| Found {
             record,
             fresh: Some((epoch, fetched)),
         }))
+    }
+
+    /// The store's answer for `digest`: at once from a store in memory, else awaited.
+    async fn lookup(&self, digest: &Digest) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let store = &self.inner.store;
+        match store.find_by_digest_ready(digest) {
+            Some(answer) => answer,
+            None => store.find_by_digest(digest).await,
+        }
     }
 
     /// Decides on a record found by the digest of the presented token under key `version`.
@@ -93,7 +99,7 @@ impl TokenManager {
     /// store answering loosely, or a digest collision); it is not accepted.
     async fn check_found(
         &self,
-        id: &TokenId,
+        id: &str,
         secret: &str,
         version: u32,
         digest: &Digest,
@@ -115,7 +121,7 @@ impl TokenManager {
                     & Choice::from(u8::from(p.digest.key_version == version)),
             )
         });
-        if record.id != *id || !(cur_match || retired.is_some()) {
+        if record.id.as_str() != id || !(cur_match || retired.is_some()) {
             return None;
         }
 
@@ -134,7 +140,7 @@ impl TokenManager {
         }
 
         if cur_match && version != inner.keyring.current_version() {
-            self.rehash(&record, id.as_str(), secret).await;
+            self.rehash(&record, id, secret).await;
         }
         if inner.touch.due(&record, now) {
             inner.touch.schedule(&inner.store, &record.id, now);

@@ -313,6 +313,14 @@ impl TokenStore for MemoryStore {
         Ok(inner.digests.find(digest).map(Arc::clone))
     }
 
+    fn find_by_digest_ready(
+        &self,
+        digest: &Digest,
+    ) -> Option<Result<Option<Arc<TokenRecord>>, StoreError>> {
+        let inner = self.read();
+        Some(Ok(inner.digests.find(digest).map(Arc::clone)))
+    }
+
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         let mut inner = self.write();
         let stored = inner

@@ -65,6 +65,21 @@ fn must<T, E: Debug>(r: Result<T, E>, what: &str) -> T {
     }
 }
 
+/// `find_by_digest`, checked against `find_by_digest_ready` when the store answers that:
+/// "`Some` with exactly the answer `find_by_digest` would give".
+async fn find<S: TokenStore + ?Sized>(store: &S, digest: &Digest) -> Option<Arc<TokenRecord>> {
+    let got = must(store.find_by_digest(digest).await, "find");
+    if let Some(ready) = store.find_by_digest_ready(digest) {
+        let ready = must(ready, "find_by_digest_ready");
+        assert_eq!(
+            ready.as_deref(),
+            got.as_deref(),
+            "conformance: find_by_digest_ready must answer as find_by_digest does"
+        );
+    }
+    got
+}
+
 fn unique(tag: &str) -> String {
     let mut b = [0u8; 6];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
@@ -219,14 +234,14 @@ pub async fn find_by_digest_current_or_retired<S: TokenStore + ?Sized>(store: &S
     let other = sample_record(&owner, 2, base_time());
     must(store.insert(&other).await, "insert");
 
-    let by_current = must(store.find_by_digest(&record.digest.digest).await, "find");
+    let by_current = find(store, &record.digest.digest).await;
     assert_eq!(
         by_current.as_deref(),
         Some(&record),
         "conformance: find_by_digest must return the record holding this current digest"
     );
     for (i, retired) in record.retired.iter().enumerate() {
-        let found = must(store.find_by_digest(&retired.digest.digest).await, "find");
+        let found = find(store, &retired.digest.digest).await;
         assert_eq!(
             found.as_deref(),
             Some(&record),
@@ -234,14 +249,14 @@ pub async fn find_by_digest_current_or_retired<S: TokenStore + ?Sized>(store: &S
              (retired[{i}]), whatever its valid_until"
         );
     }
-    let by_other = must(store.find_by_digest(&other.digest.digest).await, "find");
+    let by_other = find(store, &other.digest.digest).await;
     assert_eq!(
         by_other.as_deref(),
         Some(&other),
         "conformance: find_by_digest must return the record holding the digest, no other"
     );
     let unknown = digest(1).digest;
-    let got = must(store.find_by_digest(&unknown).await, "find");
+    let got = find(store, &unknown).await;
     assert!(
         got.is_none(),
         "conformance: find_by_digest of a digest no record holds must be Ok(None)"
@@ -278,7 +293,7 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
         expect_found.push((r.digest.digest, format!("retired[{i}]")));
     }
     for (d, what) in &expect_found {
-        let got = must(store.find_by_digest(d).await, "find");
+        let got = find(store, d).await;
         assert_eq!(
             got.as_deref(),
             Some(&rotated),
@@ -286,7 +301,7 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
              record as last written"
         );
     }
-    let got = must(store.find_by_digest(&dropped).await, "find");
+    let got = find(store, &dropped).await;
     assert!(
         got.is_none(),
         "conformance: a digest an update dropped must no longer be found"
@@ -297,7 +312,7 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
         panic!("conformance: sample record has last_used_at")
     };
     must(store.touch(&rotated.id, used).await, "touch");
-    let got = must(store.find_by_digest(&rotated.digest.digest).await, "find");
+    let got = find(store, &rotated.digest.digest).await;
     assert_eq!(
         got.and_then(|r| r.last_used_at),
         Some(used),
@@ -306,7 +321,7 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
 
     must(store.delete(&rotated.id).await, "delete");
     for (d, _) in &expect_found {
-        let got = must(store.find_by_digest(d).await, "find");
+        let got = find(store, d).await;
         assert!(
             got.is_none(),
             "conformance: after a delete, find_by_digest must find none of its digests"
