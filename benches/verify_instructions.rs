@@ -5,7 +5,8 @@
 //! `verify_instructions MODE` fills a memory store with `KEYGATE_BENCH_TOKENS` tokens
 //! (default 10,000) and a floor map with as many entries, then runs `ROUNDS` passes over
 //! 1,000 tokens in [`measured`], the only function the script collects in. Modes:
-//! `floor-valid`, `floor-unknown`, `keygate-valid`, `keygate-unknown`, `keygate-wrong-secret`.
+//! `floor-valid`, `floor-unknown`, `keygate-valid`, `keygate-unknown`, `keygate-wrong-secret`, and `keygate-issue` (issues
+//! more tokens into the filled store).
 //!
 //! The floor is what any verification must do at least: split the presented string, one
 //! pre-keyed HMAC-SHA256 of the secret, one `HashMap` lookup by id, one 32-byte
@@ -136,6 +137,23 @@ fn main() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             probes
         });
+        if kind == "issue" {
+            // Issues `ROUNDS * PROBES` more tokens into the filled store.
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let _guard = rt.enter();
+            return println!(
+                "issued {}",
+                measured(&probes, &mut |_| {
+                    let req = IssueRequest::new("bench", "user").scopes(scopes.clone());
+                    let mut fut = std::pin::pin!(manager.issue(req));
+                    match fut.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(r) => r.is_ok(),
+                        std::task::Poll::Pending => panic!("a memory-store issue waited"),
+                    }
+                })
+            );
+        }
         rt.block_on(async {
             let waker = std::task::Waker::noop();
             let mut cx = std::task::Context::from_waker(waker);

@@ -180,11 +180,17 @@ impl TokenFormat {
         Ok(TokenSecret(Zeroizing::new(s)))
     }
 
-    /// Generates a new secret and formats the token string for `id`.
-    pub(crate) fn generate(&self, id: &TokenId) -> Result<TokenSecret, Error> {
+    /// Generates a new secret from `rng` and formats the token string for `id`. Returns the
+    /// token string and its secret characters (to digest, without parsing the string back).
+    pub(crate) fn generate(
+        &self,
+        id: &TokenId,
+        rng: &mut TokenRandomness,
+    ) -> Result<(TokenSecret, Zeroizing<String>), Error> {
         let mut secret = Zeroizing::new(String::with_capacity(self.secret_chars));
-        fill_random_chars(&mut secret, ALPHABET, self.secret_chars, &mut OsRng);
-        self.format(id, &secret)
+        fill_random_chars(&mut secret, ALPHABET, self.secret_chars, rng);
+        let token = self.format(id, &secret)?;
+        Ok((token, secret))
     }
 
     /// Parses a presented token string. Total: never panics, rejects input longer than
@@ -251,6 +257,63 @@ fn push_checksum(out: &mut String, crc: u32) {
 
 /// Appends `n` characters drawn uniformly from `alphabet` by rejection sampling of OS random
 /// bytes (no modulo bias).
+/// The OS randomness of one issued token (its id and its secret), fetched from the OS
+/// CSPRNG in one call of [`TokenRandomness::BYTES`] bytes at first use, served in order, and
+/// fetched again only if a long secret uses it up. Zeroized on drop; never reused for
+/// another token.
+pub(crate) struct TokenRandomness {
+    buf: Zeroizing<[u8; TokenRandomness::BYTES]>,
+    next: usize,
+    /// Calls of the OS CSPRNG so far.
+    fetches: u32,
+}
+
+impl TokenRandomness {
+    /// Bytes per fetch: what a generated id (one 64-byte draw of [`fill_random_chars`]) and
+    /// a default secret (one more) take.
+    pub(crate) const BYTES: usize = 128;
+
+    pub(crate) fn new() -> Self {
+        TokenRandomness {
+            buf: Zeroizing::new([0; Self::BYTES]),
+            next: Self::BYTES,
+            fetches: 0,
+        }
+    }
+}
+
+impl RngCore for TokenRandomness {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let mut filled = 0;
+        while filled < dest.len() {
+            if self.next == Self::BYTES {
+                OsRng.fill_bytes(&mut self.buf[..]);
+                self.next = 0;
+                self.fetches += 1;
+            }
+            let n = (dest.len() - filled).min(Self::BYTES - self.next);
+            dest[filled..filled + n].copy_from_slice(&self.buf[self.next..self.next + n]);
+            // Served bytes are not kept.
+            self.buf[self.next..self.next + n].zeroize();
+            self.next += n;
+            filled += n;
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
 fn fill_random_chars(out: &mut String, alphabet: &[u8], n: usize, rng: &mut impl RngCore) {
     // Largest multiple of the alphabet size that fits in a byte.
     let limit = (256 / alphabet.len() * alphabet.len()) as u16;
@@ -275,11 +338,31 @@ fn fill_random_chars(out: &mut String, alphabet: &[u8], n: usize, rng: &mut impl
 mod tests {
     use super::*;
 
+    /// A generated id and a default secret take one call of the OS CSPRNG; longer draws
+    /// fetch again; served bytes are zeroized in the buffer.
+    #[test]
+    fn one_fetch_of_randomness_per_default_token() {
+        let f = TokenFormat::default();
+        let mut rng = TokenRandomness::new();
+        let id = TokenId::generate_with(&mut rng);
+        let (t, secret) = f.generate(&id, &mut rng).unwrap();
+        assert_eq!(rng.fetches, 1);
+        assert_eq!(f.parse(t.expose_secret()).unwrap().secret(), &**secret);
+        assert!(rng.buf[..rng.next].iter().all(|&b| b == 0));
+
+        let mut rng = TokenRandomness::new();
+        let mut out = [0u8; 300];
+        rng.fill_bytes(&mut out[..100]);
+        rng.fill_bytes(&mut out[100..]);
+        assert_eq!(rng.fetches, 3);
+        assert!(out.chunks(32).all(|c| c.iter().any(|&b| b != 0)));
+    }
+
     #[test]
     fn round_trip() {
         let f = TokenFormat::new("acme_live").unwrap();
         let id = TokenId::new("ci_bot-1").unwrap();
-        let t = f.generate(&id).unwrap();
+        let (t, _) = f.generate(&id, &mut TokenRandomness::new()).unwrap();
         let p = f.parse(t.expose_secret()).unwrap();
         assert_eq!(p.id(), "ci_bot-1");
         assert_eq!(p.secret().len(), DEFAULT_SECRET_CHARS);

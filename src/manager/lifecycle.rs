@@ -18,7 +18,7 @@ use crate::error::{Error, StoreError};
 use crate::record::{Limits, MAX_RETIRED_SECRETS, RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::Scope;
 use crate::store::{Page, PageRequest, TokenFilter};
-use crate::token::{TokenId, TokenSecret};
+use crate::token::{TokenId, TokenRandomness, TokenSecret};
 
 impl TokenManager {
     // ----- management ---------------------------------------------------------------------
@@ -88,8 +88,10 @@ impl TokenManager {
                 "`self` and `bulk` are reserved: the admin API's routes use them",
             ));
         }
-        let id = req.id.unwrap_or_else(TokenId::generate);
-        let (secret, digest) = self.new_secret(&id)?;
+        // One fetch of OS randomness for the id and the secret.
+        let mut rng = TokenRandomness::new();
+        let id = req.id.unwrap_or_else(|| TokenId::generate_with(&mut rng));
+        let (secret, digest) = self.new_secret(&id, &mut rng)?;
         let record = TokenRecord {
             id: id.clone(),
             name: req.name,
@@ -125,18 +127,14 @@ impl TokenManager {
         Ok(IssuedToken { record, secret })
     }
 
-    fn new_secret(&self, id: &TokenId) -> Result<(TokenSecret, StoredDigest), Error> {
-        let secret = self.inner.format.generate(id)?;
-        let parsed = self
-            .inner
-            .format
-            .parse(secret.expose_secret())
-            .map_err(|_| Error::InvalidConfig("token format does not round-trip"))?;
-        let digest = self
-            .inner
-            .keyring
-            .digest_current(id.as_str(), parsed.secret());
-        Ok((secret, digest))
+    fn new_secret(
+        &self,
+        id: &TokenId,
+        rng: &mut TokenRandomness,
+    ) -> Result<(TokenSecret, StoredDigest), Error> {
+        let (token, secret) = self.inner.format.generate(id, rng)?;
+        let digest = self.inner.keyring.digest_current(id.as_str(), &secret);
+        Ok((token, digest))
     }
 
     fn micros_now(&self) -> DateTime<Utc> {
@@ -268,7 +266,7 @@ impl TokenManager {
             }
             running.valid_until = now;
         }
-        let (secret, digest) = self.new_secret(id)?;
+        let (secret, digest) = self.new_secret(id, &mut TokenRandomness::new())?;
         r.retired.insert(
             0,
             RetiredSecret {

@@ -3,10 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rand_core::OsRng;
-
-use super::{ALPHABET, ParsedToken, fill_random_chars, validate_id_chars};
+use super::{ParsedToken, TokenRandomness, fill_random_chars, validate_id_chars};
 use crate::error::Error;
+
+/// The characters of a generated id.
+const ID_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The public identifier of a token: 1 to 64 characters from `a-z`, `0-9`, `-`, `_`.
 ///
@@ -31,10 +32,14 @@ impl TokenId {
 
     /// A fresh random id: 16 characters from `a-z0-9` (about 82 bits).
     pub fn generate() -> Self {
+        Self::generate_with(&mut TokenRandomness::new())
+    }
+
+    /// A fresh random id drawn from `rng` (the randomness of the token it names).
+    pub(crate) fn generate_with(rng: &mut TokenRandomness) -> Self {
         let mut out = String::with_capacity(16);
-        fill_random_chars(&mut out, &ALPHABET[..36], 16, &mut OsRng);
-        let id: String = out.to_ascii_lowercase();
-        TokenId(id.into())
+        fill_random_chars(&mut out, ID_ALPHABET, 16, rng);
+        TokenId(out.into())
     }
 
     /// The id as a string slice.
