@@ -94,6 +94,11 @@ pub(crate) async fn start(
         builder = builder.cache(CacheConfig::new());
     }
     let manager = builder.build()?;
+    // Another KEYGATE_PEPPER than the tokens were issued under would refuse them all.
+    manager
+        .check_server_keys()
+        .await
+        .map_err(|e| format!("KEYGATE_PEPPER: {e}"))?;
     let listener = store.spawn_invalidation_listener(manager.clone()).await?;
     let admin_token = ensure_admin_token(&manager).await?;
     Ok(Service {

@@ -27,6 +27,9 @@ pub const MIN_SERVER_KEY_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What a server key's [fingerprint](Keyring::fingerprint) is the HMAC of.
+pub const FINGERPRINT_LABEL: &[u8] = b"keygate server-key fingerprint v1";
+
 /// A 32-byte token digest.
 ///
 /// Its `PartialEq` is constant time by construction (`subtle`, on fixed-size arrays), so
@@ -169,6 +172,22 @@ impl Keyring {
         mac.update(id.as_bytes());
         mac.update(&[0]);
         mac.update(secret.as_bytes());
+        Some(Digest(mac.finalize().into_bytes().into()))
+    }
+
+    /// The fingerprint of the key `version`: `HMAC-SHA256(key, FINGERPRINT_LABEL)`; `None`
+    /// if that version is not in the keyring.
+    ///
+    /// A store keeps it (see
+    /// [`TokenStore::claim_key_fingerprint`](crate::store::TokenStore::claim_key_fingerprint))
+    /// so that a service started with another key for a version says so at startup
+    /// ([`TokenManager::check_server_keys`](crate::TokenManager::check_server_keys)). It
+    /// tells keys apart without revealing them, and it is never a token's digest: the label
+    /// holds a space, which no token id holds.
+    pub fn fingerprint(&self, version: u32) -> Option<Digest> {
+        let state = self.keys.get(&version)?;
+        let mut mac = state.mac.clone();
+        mac.update(FINGERPRINT_LABEL);
         Some(Digest(mac.finalize().into_bytes().into()))
     }
 

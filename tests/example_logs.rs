@@ -164,3 +164,35 @@ fn example_service_life_leaks_nothing_into_logs() {
     // The capture really records at TRACE (else the check above proves little).
     assert!(text.contains("TRACE") || text.contains("DEBUG"), "{text}");
 }
+
+/// Restarted with another `KEYGATE_PEPPER`, the example service stops at startup with an
+/// error naming the key, instead of serving while refusing every token; with its own pepper
+/// it starts again.
+#[test]
+fn example_service_refuses_another_pepper_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("tokens.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let key = || ServerKey::from_bytes([5u8; 32]).unwrap();
+        let first = server::start(&url, None, key()).await.unwrap();
+        assert!(first.admin_token.is_some());
+        drop(first);
+        let err = match server::start(&url, None, ServerKey::from_bytes([6u8; 32]).unwrap()).await {
+            Ok(_) => panic!("started with another pepper"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("KEYGATE_PEPPER") && err.contains("server key version 1"),
+            "{err}"
+        );
+        let again = server::start(&url, None, key()).await.unwrap();
+        assert!(
+            again.admin_token.is_none(),
+            "the first admin token still stands"
+        );
+    });
+}

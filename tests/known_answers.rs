@@ -136,6 +136,20 @@ fn keyring_digest_known_answers() {
 }
 
 /// Moving a byte between id and secret changes the digest (the 0x00 separator).
+/// `Keyring::fingerprint(v)` is `HMAC-SHA256(key[v], "keygate server-key fingerprint v1")`;
+/// expected value from Python's `hmac` with the key bytes 0x00..=0x1f.
+#[test]
+fn keyring_fingerprint_known_answer() {
+    let key: Vec<u8> = (0u8..32).collect();
+    let keyring = Keyring::new(4, ServerKey::from_bytes(key).unwrap());
+    let fingerprint = keyring.fingerprint(4).unwrap();
+    assert_eq!(
+        hex::encode(fingerprint.as_bytes()),
+        "4d9ddc31e2a8951571f0ff201688ee1f7998d32c3c7ae12e6da21e105fb0afea"
+    );
+    assert!(keyring.fingerprint(3).is_none());
+}
+
 #[test]
 fn keyring_digest_separates_id_and_secret() {
     let keyring = Keyring::new(1, ServerKey::from_bytes([7u8; 32]).unwrap());

@@ -880,6 +880,58 @@ async fn server_key_rotation_rehashes_on_verify() {
     assert_eq!(fresh.record().digest.key_version, 2);
 }
 
+/// A service started with another key for a version than the one the store's tokens were
+/// issued under is told at startup; the right keys pass; an old key is known to be unused
+/// once every token was re-hashed under the new one.
+#[tokio::test]
+async fn server_keys_are_checked_against_the_stores_fingerprints() {
+    let store = Arc::new(MemoryStore::new());
+    let key = |b: u8| ServerKey::from_bytes([b; 32]).unwrap();
+    let manager = |keyring: Keyring| {
+        TokenManager::builder(Arc::clone(&store))
+            .keyring(keyring)
+            .build()
+            .unwrap()
+    };
+    let first = manager(Keyring::new(1, key(1)));
+    first.check_server_keys().await.unwrap();
+    let issued = first.issue(IssueRequest::new("t", "o")).await.unwrap();
+    first.check_server_keys().await.unwrap();
+
+    // Another pepper under the same version: refused, naming the version.
+    let wrong = manager(Keyring::new(1, key(9)));
+    let err = wrong.check_server_keys().await.unwrap_err();
+    assert!(matches!(err, Error::ServerKeyMismatch(1)), "{err:?}");
+    assert!(err.to_string().contains("server key version 1"), "{err}");
+    // ...and indeed it would refuse every token.
+    assert!(wrong.verify(issued.expose_secret()).await.is_err());
+    // A wrong previous key is found too, whatever the current one.
+    let wrong_previous = manager(Keyring::new(1, key(9)).rotate_to(2, key(2)).unwrap());
+    assert!(matches!(
+        wrong_previous.check_server_keys().await,
+        Err(Error::ServerKeyMismatch(1))
+    ));
+
+    // Rotation: the old key kept as previous, the new one recorded on its first check.
+    let rotated = manager(Keyring::new(1, key(1)).rotate_to(3, key(3)).unwrap());
+    rotated.check_server_keys().await.unwrap();
+    assert!(matches!(
+        manager(Keyring::new(3, key(4))).check_server_keys().await,
+        Err(Error::ServerKeyMismatch(3))
+    ));
+    assert!(rotated.key_in_use(1).await.unwrap());
+    assert!(!rotated.key_in_use(3).await.unwrap());
+    rotated.verify(issued.expose_secret()).await.unwrap();
+    assert!(
+        !rotated.key_in_use(1).await.unwrap(),
+        "re-hashed under version 3: version 1 can be dropped"
+    );
+    assert!(rotated.key_in_use(3).await.unwrap());
+    let only_new = manager(Keyring::new(3, key(3)));
+    only_new.check_server_keys().await.unwrap();
+    only_new.verify(issued.expose_secret()).await.unwrap();
+}
+
 #[tokio::test]
 async fn weak_server_keys_are_refused() {
     assert!(ServerKey::from_bytes([0u8; 31]).is_err());

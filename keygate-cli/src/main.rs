@@ -191,7 +191,26 @@ impl Context<'_> {
         keygate::token::TokenFormat::new(self.prefix)
             .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
         let store = location.open().await?;
-        self.manager(store, keyring)
+        match keyring {
+            Some(keyring) => self.checked_manager(store, keyring).await,
+            None => self.manager(store, None),
+        }
+    }
+
+    /// A manager over `store` with the operator's `keyring`, checked against the store's
+    /// key fingerprints: another pepper than the service's would issue tokens the service
+    /// refuses, and call every token unknown.
+    async fn checked_manager(
+        &self,
+        store: std::sync::Arc<dyn TokenStore>,
+        keyring: Keyring,
+    ) -> Result<TokenManager, Failure> {
+        let manager = self.manager(store, Some(keyring))?;
+        manager
+            .check_server_keys()
+            .await
+            .map_err(Failure::from_error)?;
+        Ok(manager)
     }
 }
 
@@ -670,7 +689,7 @@ async fn verify(ctx: &Context<'_>, json: bool) -> Result<u8, Failure> {
     keygate::token::TokenFormat::new(ctx.prefix)
         .map_err(|e| Failure::usage(format!("--token-prefix: {e}")))?;
     let token = read_token_line()?;
-    let manager = ctx.manager(location.open().await?, Some(keyring))?;
+    let manager = ctx.checked_manager(location.open().await?, keyring).await?;
     let verified = match manager.verify(&token).await {
         Ok(v) => v,
         Err(VerifyError::Store(e)) => return Err(Failure::store(e)),

@@ -448,7 +448,7 @@ fn bad_input_changes_nothing(cli: &Cli) {
         .run(&["token", "show", "keep"])
         .expect_code(OK);
 
-    // verify: no token, junk, a token under another key, a line too long.
+    // verify: no token, junk, a token under another pepper, a line too long.
     cli.verify("").expect_failure(USAGE, "no token on stdin");
     cli.run_with_stdin(&["token", "verify"], "")
         .expect_failure(USAGE, "no token on stdin");
@@ -458,9 +458,10 @@ fn bad_input_changes_nothing(cli: &Cli) {
     typo.pop();
     typo.push(if keep.ends_with('A') { 'B' } else { 'A' });
     cli.verify(&typo).expect_failure(INVALID, "checksum");
+    // Another pepper is named as such, not taken for an unknown token.
     cli.with_pepper(Some(&new_pepper()))
         .verify(&keep)
-        .expect_failure(INVALID, "unknown token");
+        .expect_failure(USAGE, "server key version 1 is not the key");
     cli.verify(&"k".repeat(5000))
         .expect_failure(INVALID, "malformed");
     unchanged("failed verifications");
@@ -613,6 +614,28 @@ fn a_token_created_disabled_is_refused_until_enabled() {
     cli.verify(&token).expect_failure(INVALID, "disabled");
     cli.run(&["token", "enable", "later"]).expect_code(OK);
     assert_eq!(record(&cli, "later").status, keygate::TokenStatus::Active);
+    cli.verify(&token).expect_code(OK);
+}
+
+/// Another pepper than the one the store's tokens were issued under is refused before
+/// anything is created (exit 2, the version named); the commands that need no pepper still
+/// work, so the operator can disable or revoke tokens without it.
+#[test]
+fn another_pepper_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    let token = cli.create_token("first", &["--id", "first"]);
+    let other = cli.with_pepper(Some(&new_pepper()));
+    other
+        .run(&["token", "create", "second", "--id", "second"])
+        .expect_failure(USAGE, "server key version 1");
+    other
+        .run_with_stdin(&["token", "verify"], &format!("{token}\n"))
+        .expect_failure(USAGE, "server key version 1");
+    assert_eq!(records(&cli).len(), 1, "nothing was created");
+    other.run(&["token", "disable", "first"]).expect_code(OK);
+    cli.run(&["token", "enable", "first"]).expect_code(OK);
     cli.verify(&token).expect_code(OK);
 }
 

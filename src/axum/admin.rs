@@ -746,6 +746,7 @@ impl FilterParams {
             expires_after: self.expires_after,
             project: self.project,
             scope: self.scope,
+            key_version: None,
             within: None,
         }
     }

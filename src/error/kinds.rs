@@ -85,6 +85,16 @@ pub enum Error {
     /// A server key (pepper) is too short or cannot be decoded.
     #[error("invalid server key: {0}")]
     InvalidServerKey(&'static str),
+    /// The store keeps another fingerprint for this server-key version than the key this
+    /// manager holds: the service was started with another key (pepper) than the one its
+    /// tokens were issued under, so none of them would verify. Found by
+    /// [`TokenManager::check_server_keys`](crate::TokenManager::check_server_keys).
+    #[error(
+        "server key version {0} is not the key this store's tokens were issued under \
+         (the store keeps another fingerprint for it): start with the original key, or \
+         rotate to a new version and keep the original as a previous key"
+    )]
+    ServerKeyMismatch(u32),
     /// An expiry string or value is not valid.
     #[error("invalid expiry: {0}")]
     InvalidExpiry(String),

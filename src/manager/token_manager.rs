@@ -13,7 +13,7 @@ use crate::cache::VerifyCache;
 use crate::digest::Keyring;
 use crate::expiry::{Clock, ExpiryPolicy, SystemClock};
 use crate::record::{Limits, TokenRecord};
-use crate::store::TokenStore;
+use crate::store::{PageRequest, TokenFilter, TokenStore};
 use crate::token::{TokenFormat, TokenId};
 
 /// Issues, verifies and manages API tokens over a [`TokenStore`].
@@ -106,6 +106,50 @@ impl TokenManager {
             manager: self,
             actor: actor.clone(),
         }
+    }
+
+    /// Checks every server key of the keyring against the fingerprint the store keeps for
+    /// its version, keeping the fingerprint of a version the store has none for: call it
+    /// once at startup, before serving.
+    ///
+    /// Returns [`Error::ServerKeyMismatch`](crate::Error::ServerKeyMismatch) for the first
+    /// version whose key differs from the one first checked against this store (the
+    /// fingerprints are compared in constant time; they reveal nothing of the keys), and a
+    /// store error if the store cannot be reached. A store that keeps no fingerprints
+    /// ([`TokenStore::claim_key_fingerprint`] answers `None`) passes unchecked.
+    ///
+    /// The first check against a store that already holds tokens trusts the key it is given:
+    /// the store had no fingerprint to compare with.
+    pub async fn check_server_keys(&self) -> Result<(), crate::Error> {
+        let keyring = &self.inner.keyring;
+        for version in keyring.versions() {
+            let Some(mine) = keyring.fingerprint(version) else {
+                continue;
+            };
+            let kept = self
+                .inner
+                .store
+                .claim_key_fingerprint(version, &mine)
+                .await?;
+            if kept.is_some_and(|kept| kept != mine) {
+                return Err(crate::Error::ServerKeyMismatch(version));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any token's current secret is digested under server-key `version`: if not,
+    /// that key can be dropped from the keyring without a token stopping to verify (a
+    /// rotated-out secret still in its grace period under it would end its grace early).
+    /// One listing of at most one record.
+    pub async fn key_in_use(&self, version: u32) -> Result<bool, crate::Error> {
+        let filter = TokenFilter::new().key_version(version);
+        let page = PageRequest {
+            limit: 1,
+            after: None,
+        };
+        let found = self.inner.store.list(&filter, &page).await?;
+        Ok(!found.items.is_empty())
     }
 
     /// Drops any cached verification of `id`, so the next verification reads the store.

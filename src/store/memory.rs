@@ -1,7 +1,7 @@
 //! The in-memory store.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -38,6 +38,8 @@ struct Inner {
     order: BTreeSet<Ordered>,
     /// Interned scope sets.
     scope_sets: HashSet<ScopeSet>,
+    /// Server-key fingerprints by key version.
+    fingerprints: BTreeMap<u32, Digest>,
 }
 
 /// A record in the id-hashed set: equality and hash are those of its id.
@@ -218,6 +220,7 @@ impl Default for Inner {
             digests: DigestIndex::new(),
             order: BTreeSet::new(),
             scope_sets: HashSet::new(),
+            fingerprints: BTreeMap::new(),
         }
     }
 }
@@ -384,6 +387,20 @@ impl TokenStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let mut inner = self.write();
+        Ok(Some(
+            *inner
+                .fingerprints
+                .entry(key_version)
+                .or_insert(*fingerprint),
+        ))
     }
 }
 

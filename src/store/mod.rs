@@ -37,6 +37,11 @@ pub use sql::{SqlStore, connect};
 ///
 /// Object safe: `Arc<dyn TokenStore>` works, and `Arc<S>` / `Box<S>` of a store are stores.
 /// Implementations must be safe to call from many tasks at once.
+///
+/// A store that wraps another (to add logging, faults, a backend switch) forwards every
+/// method, the provided ones too: a provided method it leaves to its default answers for
+/// the wrapper, not for the wrapped store (a wrapper that does not forward
+/// [`claim_key_fingerprint`](Self::claim_key_fingerprint) turns the server-key check off).
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores a new record exactly as given.
@@ -109,6 +114,24 @@ pub trait TokenStore: Send + Sync {
     /// Never moves `last_used_at` backwards, and changes neither `version` nor `updated_at`.
     /// Returns `Ok(())` if there is no record with this id.
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Keeps `fingerprint` as the fingerprint of server-key version `key_version` unless
+    /// one is kept already, and returns the one kept afterwards: `fingerprint` the first
+    /// time, the first one ever given after that (an insert-if-absent; two instances racing
+    /// agree on one).
+    ///
+    /// Returns `Ok(None)` if the store keeps no fingerprints: the default, for stores
+    /// written before this method; [`TokenManager::check_server_keys`] then checks nothing.
+    ///
+    /// [`TokenManager::check_server_keys`]: crate::TokenManager::check_server_keys
+    async fn claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let _ = (key_version, fingerprint);
+        Ok(None)
+    }
 }
 
 /// The boxed future every [`TokenStore`] method returns (what `#[async_trait]` expands to).
@@ -197,6 +220,18 @@ macro_rules! forward_store {
             {
                 (**self).touch(id, at)
             }
+            fn claim_key_fingerprint<'a, 'b, 'f>(
+                &'a self,
+                key_version: u32,
+                fingerprint: &'b Digest,
+            ) -> StoreFuture<'f, Option<Digest>>
+            where
+                'a: 'f,
+                'b: 'f,
+                Self: 'f,
+            {
+                (**self).claim_key_fingerprint(key_version, fingerprint)
+            }
         }
     };
 }
@@ -226,6 +261,10 @@ pub struct TokenFilter {
     pub project: Option<ProjectId>,
     /// The token holds exactly this scope string (not merely a wildcard that grants it).
     pub scope: Option<Scope>,
+    /// The current secret's digest is under this server-key version: the tokens that stop
+    /// verifying if that key is dropped from the keyring (a rotated-out secret still in its
+    /// grace period is not counted: dropping its key ends that grace early).
+    pub key_version: Option<u32>,
     /// Only tokens within this reach: what an acting token could have created itself
     /// (set by [`TokenManager::acting_as`](crate::TokenManager::acting_as) listings).
     pub within: Option<Reach>,
@@ -321,6 +360,12 @@ impl TokenFilter {
         self
     }
 
+    /// Sets [`key_version`](Self::key_version).
+    pub fn key_version(mut self, version: u32) -> Self {
+        self.key_version = Some(version);
+        self
+    }
+
     /// Sets [`within`](Self::within).
     pub fn within(mut self, reach: Reach) -> Self {
         self.within = Some(reach);
@@ -357,6 +402,9 @@ impl TokenFilter {
             return false;
         }
         if self.scope.as_ref().is_some_and(|s| !r.scopes.contains(s)) {
+            return false;
+        }
+        if self.key_version.is_some_and(|v| v != r.digest.key_version) {
             return false;
         }
         self.within.as_ref().is_none_or(|w| w.contains(r))

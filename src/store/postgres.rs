@@ -121,6 +121,7 @@ struct Statements {
     exists: String,
     delete: String,
     touch: String,
+    claim_fingerprint: String,
 }
 
 const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
@@ -161,6 +162,12 @@ impl Statements {
             touch: format!(
                 "UPDATE {t} SET last_used_at = $2 \
                  WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
+            ),
+            // A no-op update on conflict, so that the row kept is returned either way.
+            claim_fingerprint: format!(
+                "INSERT INTO {quoted_schema}.keygate_server_keys (version, fingerprint) \
+                 VALUES ($1, $2) ON CONFLICT (version) DO UPDATE SET version = EXCLUDED.version \
+                 RETURNING fingerprint"
             ),
             migrations: format!("{quoted_schema}.keygate_schema_migrations"),
             channel: format!("keygate.{schema}"),
@@ -596,6 +603,7 @@ impl Dialect for Postgres {
         include_str!("migrations/postgres/0002_index_digests.sql"),
         include_str!("migrations/postgres/0003_retired_secrets.sql"),
         include_str!("migrations/postgres/0004_index_names.sql"),
+        include_str!("migrations/postgres/0005_server_keys.sql"),
     ];
     const PLACEHOLDER: &'static str = "{schema}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
@@ -679,6 +687,23 @@ impl PostgresStore {
         }
         push_page(&mut q, page, ("t.created_at", "t.id"));
         fetch_page(&self.pool, q.build(), page).await
+    }
+
+    async fn db_claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let row = sqlx::query(&self.sql.claim_fingerprint)
+            .bind(i64::from(key_version))
+            .bind(&fingerprint.as_bytes()[..])
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        let kept: Vec<u8> = col(&row, "fingerprint")?;
+        Digest::from_slice(&kept)
+            .map(Some)
+            .ok_or_else(|| bad_row("fingerprint"))
     }
 
     async fn db_touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -82,11 +82,12 @@ pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static
 /// script per entry ([`Dialect::MIGRATIONS`]), embedded, holding [`Dialect::PLACEHOLDER`]
 /// for the table prefix or schema, which is replaced by a validated identifier before it
 /// runs. Migrations are history: a change to the schema is a new entry, never an edit.
-pub(crate) const HISTORY: [(i64, &str); 4] = [
+pub(crate) const HISTORY: [(i64, &str); 5] = [
     (1, "create_tokens"),
     (2, "index_digests"),
     (3, "retired_secrets"),
     (4, "index_names"),
+    (5, "server_keys"),
 ];
 
 /// The database records a schema version this build does not know: refuse to touch it.
@@ -387,6 +388,7 @@ pub(crate) fn push_filter<'a, DB: Dialect>(q: &mut QueryBuilder<'a, DB>, filter:
 where
     &'a str: Encode<'a, DB> + Type<DB>,
     String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
 {
     if let Some(text) = &filter.name_contains {
         // ASCII case folding only, as the reference semantics.
@@ -412,6 +414,10 @@ where
         q.push(" AND (t.expires_at IS NULL OR t.expires_at > ")
             .push_bind(DB::time(after))
             .push(")");
+    }
+    if let Some(version) = filter.key_version {
+        q.push(" AND t.key_version = ")
+            .push_bind(i64::from(version));
     }
 }
 
@@ -617,6 +623,12 @@ impl TokenStore for SqlStore {
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.inner().find_by_digest(digest).await
     }
+    fn find_by_digest_ready(
+        &self,
+        digest: &Digest,
+    ) -> Option<Result<Option<Arc<TokenRecord>>, StoreError>> {
+        self.inner().find_by_digest_ready(digest)
+    }
     async fn update(&self, record: &TokenRecord) -> Result<u64, StoreError> {
         self.inner().update(record).await
     }
@@ -628,6 +640,15 @@ impl TokenStore for SqlStore {
     }
     async fn touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner().touch(id, at).await
+    }
+    async fn claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        self.inner()
+            .claim_key_fingerprint(key_version, fingerprint)
+            .await
     }
 }
 
@@ -695,6 +716,16 @@ macro_rules! breaker_guarded_store {
                 at: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::error::StoreError> {
                 self.breaker.read(self.db_touch(id, at)).await
+            }
+
+            async fn claim_key_fingerprint(
+                &self,
+                key_version: u32,
+                fingerprint: &$crate::digest::Digest,
+            ) -> Result<Option<$crate::digest::Digest>, $crate::error::StoreError> {
+                self.breaker
+                    .write(self.db_claim_key_fingerprint(key_version, fingerprint))
+                    .await
             }
         }
     };

@@ -112,6 +112,7 @@ struct Statements {
     delete_retired: String,
     delete: String,
     touch: String,
+    claim_fingerprint: String,
 }
 
 impl Statements {
@@ -181,6 +182,12 @@ impl Statements {
             touch: format!(
                 "UPDATE {tokens} SET last_used_at = ?1 \
                  WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"
+            ),
+            // A no-op update on conflict, so that the row kept is returned either way.
+            claim_fingerprint: format!(
+                "INSERT INTO {p}server_keys (version, fingerprint) VALUES (?1, ?2) \
+                 ON CONFLICT (version) DO UPDATE SET version = excluded.version \
+                 RETURNING fingerprint"
             ),
             migrations: format!("{p}schema_migrations"),
             scopes,
@@ -586,6 +593,7 @@ impl Dialect for Sqlite {
         include_str!("migrations/sqlite/0002_index_digests.sql"),
         include_str!("migrations/sqlite/0003_retired_secrets.sql"),
         include_str!("migrations/sqlite/0004_index_names.sql"),
+        include_str!("migrations/sqlite/0005_server_keys.sql"),
     ];
     const PLACEHOLDER: &'static str = "{prefix}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
@@ -716,6 +724,23 @@ impl SqliteStore {
         push_page(&mut q, page, order);
         q.push(") ORDER BY o.created_at DESC, o.id DESC");
         fetch_page(&self.pool, q.build(), page).await
+    }
+
+    async fn db_claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let row = sqlx::query(&self.sql.claim_fingerprint)
+            .bind(i64::from(key_version))
+            .bind(&fingerprint.as_bytes()[..])
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        let kept: Vec<u8> = col(&row, "fingerprint")?;
+        Digest::from_slice(&kept)
+            .map(Some)
+            .ok_or_else(|| bad_row("fingerprint"))
     }
 
     async fn db_touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -80,9 +80,11 @@ pub enum StoreOp {
     List,
     /// [`TokenStore::touch`].
     Touch,
+    /// [`TokenStore::claim_key_fingerprint`].
+    ClaimKeyFingerprint,
 }
 
-const OPS: usize = 7;
+const OPS: usize = 8;
 
 impl StoreOp {
     fn index(self) -> usize {
@@ -94,6 +96,7 @@ impl StoreOp {
             StoreOp::List => 4,
             StoreOp::Touch => 5,
             StoreOp::FindByDigest => 6,
+            StoreOp::ClaimKeyFingerprint => 7,
         }
     }
 }
@@ -257,6 +260,20 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.handle.enter(StoreOp::Touch).await?;
         self.inner.touch(id, at).await
     }
+
+    async fn claim_key_fingerprint(
+        &self,
+        key_version: u32,
+        fingerprint: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        self.handle.enter(StoreOp::ClaimKeyFingerprint).await?;
+        self.inner
+            .claim_key_fingerprint(key_version, fingerprint)
+            .await
+    }
+
+    // `find_by_digest_ready` keeps its default (`None`): every lookup goes through
+    // `find_by_digest`, where the faults are.
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     list_pages_stable_under_inserts(&*store).await;
     touch_moves_forward_only(&*store).await;
     touch_unknown_is_ok(&*store).await;
+    key_fingerprint_claimed_once(&*store).await;
     concurrent_updates_one_winner(store).await;
 }
 
@@ -329,6 +330,47 @@ pub async fn find_by_digest_follows_writes<S: TokenStore + ?Sized>(store: &S) {
     }
 }
 
+/// `claim_key_fingerprint`: "keeps `fingerprint` ... unless one is kept already, and returns
+/// the one kept afterwards"; per key version; `Ok(None)` throughout for a store that keeps
+/// none.
+pub async fn key_fingerprint_claimed_once<S: TokenStore + ?Sized>(store: &S) {
+    let mut b = [0u8; 4];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    // A version no other run has used (stores may be shared between runs).
+    let version = u32::from_le_bytes(b) | 1 << 31;
+    let (first, second) = (digest(1).digest, digest(2).digest);
+    let Some(kept) = must(store.claim_key_fingerprint(version, &first).await, "claim") else {
+        let again = must(store.claim_key_fingerprint(version, &second).await, "claim");
+        assert!(
+            again.is_none(),
+            "conformance: a store that keeps no fingerprints answers None every time"
+        );
+        return;
+    };
+    assert_eq!(
+        kept, first,
+        "conformance: the first fingerprint given is kept"
+    );
+    let again = must(store.claim_key_fingerprint(version, &second).await, "claim");
+    assert_eq!(
+        again,
+        Some(first),
+        "conformance: a kept fingerprint is returned, never replaced"
+    );
+    let other = must(
+        store.claim_key_fingerprint(version - 1, &second).await,
+        "claim",
+    );
+    assert_eq!(
+        other,
+        Some(second),
+        "conformance: each key version keeps its own fingerprint"
+    );
+    // The maximum version is accepted.
+    let max = must(store.claim_key_fingerprint(u32::MAX, &first).await, "claim");
+    assert!(max.is_some(), "conformance: key version u32::MAX is kept");
+}
+
 /// `update`: "replaces the stored record by `record` if the stored version equals
 /// `record.version`, stores it with version `record.version + 1` and returns that new
 /// version."
@@ -565,6 +607,7 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
                 .collect(),
             _ => ScopeSet::new(),
         };
+        r.digest.key_version = if i % 3 == 2 { 7 } else { 1 };
         records.push(r);
     }
     insert_all(store, &records).await;
@@ -669,6 +712,12 @@ pub async fn list_filters_match_reference<S: TokenStore + ?Sized>(store: &S) {
             mine(TokenFilter::new().scope(scope("projects:*"))),
         ),
         ("scope admin", mine(TokenFilter::new().scope(scope("*")))),
+        ("key version 7", mine(TokenFilter::new().key_version(7))),
+        ("key version 1", mine(TokenFilter::new().key_version(1))),
+        (
+            "key version 2 (none)",
+            mine(TokenFilter::new().key_version(2)),
+        ),
         (
             "combined",
             mine(
