@@ -287,6 +287,24 @@ where
     row.map(|r| decode(&r).map(Arc::new)).transpose()
 }
 
+/// Runs `claim` (a store's `claim_key_fingerprint` statement, bound: an insert-if-absent
+/// returning the kept `fingerprint`) and decodes the fingerprint kept.
+pub(crate) async fn claim_fingerprint<'q, 'c, DB, A, E>(
+    executor: E,
+    claim: sqlx::query::Query<'q, DB, A>,
+) -> Result<Option<Digest>, StoreError>
+where
+    DB: sqlx::Database<Row: Columns>,
+    A: 'q + IntoArguments<'q, DB>,
+    E: Executor<'c, Database = DB>,
+{
+    let row = claim
+        .fetch_one(executor)
+        .await
+        .map_err(StoreError::backend)?;
+    digest_of(row.bytes("fingerprint")?, "fingerprint").map(Some)
+}
+
 /// Tells a failed compare-and-swap apart by running `exists` (the record's existence
 /// check, bound): `Conflict` if the record exists, `NotFound` if not.
 pub(crate) async fn conflict_or_not_found<'q, 'c, DB, A, E>(

@@ -16,9 +16,9 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::outage::{Breaker, OutagePolicy, pool_probe};
 use super::sql::{
-    Dialect, HISTORY, RangeError, TokenRow, apply_migrations, bad_row, check_ident, col,
-    conflict_or_not_found, digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64,
-    push_filter, push_page, split_scopes, version_to_i64,
+    Dialect, HISTORY, RangeError, TokenRow, apply_migrations, bad_row, check_ident,
+    claim_fingerprint, col, conflict_or_not_found, digest_of, fetch_page, fetch_record,
+    insert_error, key_version_from_i64, push_filter, push_page, split_scopes, version_to_i64,
 };
 use super::{Page, PageRequest, Reach, TokenFilter};
 use crate::digest::{Digest, StoredDigest};
@@ -731,16 +731,10 @@ impl SqliteStore {
         key_version: u32,
         fingerprint: &Digest,
     ) -> Result<Option<Digest>, StoreError> {
-        let row = sqlx::query(&self.sql.claim_fingerprint)
+        let claim = sqlx::query(&self.sql.claim_fingerprint)
             .bind(i64::from(key_version))
-            .bind(&fingerprint.as_bytes()[..])
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        let kept: Vec<u8> = col(&row, "fingerprint")?;
-        Digest::from_slice(&kept)
-            .map(Some)
-            .ok_or_else(|| bad_row("fingerprint"))
+            .bind(&fingerprint.as_bytes()[..]);
+        claim_fingerprint(&self.pool, claim).await
     }
 
     async fn db_touch(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
