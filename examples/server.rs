@@ -1,7 +1,7 @@
 //! A small "projects" API protected by keygate, with the admin API mounted at `/api/tokens`.
 //!
 //! ```sh
-//! cargo run --example server --features console,sqlite,postgres
+//! cargo run --example server --features console,sqlite,postgres,metrics
 //! ```
 //!
 //! - `KEYGATE_ADDR`: where to listen (default `127.0.0.1:3000`).
@@ -29,12 +29,17 @@
 //! The web console is nested at `/console` (`/` redirects there); sign in with the admin
 //! token.
 //!
+//! `GET /metrics` answers keygate's metrics (`keygate::metrics`) in Prometheus' text format,
+//! without credentials, as scrapers expect: they are counts and latencies, with no token,
+//! id or owner in them. Keep the address private (the default is loopback) or put the route
+//! behind your network's scrape policy.
+//!
 //! The admin router is merged outside keygate's layer: each of its routes authenticates
 //! its request itself, and the document, which holds no secret, answers without one.
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -49,6 +54,7 @@ use keygate::{
 use keygate::{PostgresStore, store::ListenerHandle};
 use keygate::{axum::Keygate, axum::ScopeRequirement, axum::Scoped};
 use keygate::{store::SqlStore, store::TokenFilter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
 /// The owner of the token created on first start.
@@ -211,7 +217,33 @@ const ADMIN_PREFIX: &str = "/api/tokens";
 
 /// The service: the application's routes behind keygate's layer, and the admin API beside
 /// them (it authenticates each request itself; its OpenAPI document needs no credentials).
+/// The process's Prometheus recorder, installed on first use; `None` if another recorder
+/// was installed first.
+fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
+}
+
+/// `GET /metrics`: the metrics in Prometheus' text exposition format.
+async fn metrics() -> Response {
+    match prometheus() {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder").into_response(),
+    }
+}
+
 pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
+    // Record from the first request on, not from the first scrape.
+    let _ = prometheus();
     let state = AppState {
         keygate: keygate.clone(),
         projects: Arc::new(Mutex::new(vec![
@@ -235,6 +267,7 @@ pub(crate) fn app(keygate: Keygate) -> Result<Router, keygate::Error> {
         .route("/api/projects/{id}", get(get_project))
         .route("/api/whoami", get(whoami))
         .layer(keygate.layer())
+        .route("/metrics", get(metrics))
         .merge(keygate.admin_router_at(ADMIN_PREFIX)?)
         .route(
             "/",

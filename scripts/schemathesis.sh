@@ -20,7 +20,7 @@ if ! command -v schemathesis >/dev/null 2>&1; then
 fi
 schemathesis --version
 
-cargo build --quiet --example server --features console,sqlite,postgres
+cargo build --quiet --example server --features console,sqlite,postgres,metrics
 server_bin="$(cargo metadata --format-version 1 --no-deps | python3 -c \
   'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/examples/server"
 

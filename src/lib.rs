@@ -102,6 +102,7 @@
 //! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
 //! | `console`   | the web console, `Keygate::console` (implies `axum`) |
 //! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
+//! | `metrics`   | verification outcomes and latencies through the `metrics` facade (`keygate::metrics` names them) |
 //! | `test-util` | `keygate::testing`, the store conformance suite (not semver-stable) |
 //!
 //! A feature only adds API; it never changes default behaviour.
@@ -125,6 +126,8 @@ pub mod axum;
 pub mod console;
 #[cfg(feature = "tower")]
 pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "test-util")]
 pub mod testing;
 #[cfg(feature = "tower")]

@@ -6,6 +6,7 @@ mod acting_as;
 mod bulk;
 pub mod delegation;
 mod lifecycle;
+pub(crate) mod observe;
 pub(crate) mod requests;
 pub(crate) mod token_manager;
 pub(crate) mod tokens;

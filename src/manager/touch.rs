@@ -61,7 +61,10 @@ impl Toucher {
         let timeout = self.timeout;
         handle.spawn(async move {
             let write = store.touch(&id, now.trunc_subsecs(6));
-            match tokio::time::timeout(timeout, write).await {
+            let started = super::observe::start();
+            let done = tokio::time::timeout(timeout, write).await;
+            super::observe::store_operation(started, "touch");
+            match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(target: "keygate", token_id = id.as_str(), error = %e, "last_used_at write failed");

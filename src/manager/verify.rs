@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use subtle::{Choice, ConstantTimeEq};
 
-use super::{TokenManager, VerifiedToken};
+use super::{TokenManager, VerifiedToken, observe};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::digest::Digest;
 use crate::error::{AccessError, StoreError, VerifyError};
@@ -27,6 +27,13 @@ impl TokenManager {
     /// [`VerifyError::Store`], never "invalid". Failures are reported to the audit sink as
     /// `authn_login_fail` (and `authn_token_reuse` for a rotated-out secret).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        let started = observe::start();
+        let result = self.verify_presented(token).await;
+        observe::verification(started, &result);
+        result
+    }
+
+    async fn verify_presented(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let parsed = match self.inner.format.parse(token) {
             Ok(p) => p,
             Err(e) => {
@@ -70,7 +77,9 @@ impl TokenManager {
                 fresh: None,
             }));
         };
-        if let Some(record) = cache.get(digest) {
+        let cached = cache.get(digest);
+        observe::cache_lookup(cached.is_some());
+        if let Some(record) = cached {
             return Ok(Some(Found {
                 record,
                 fresh: None,
@@ -88,10 +97,13 @@ impl TokenManager {
     /// The store's answer for `digest`: at once from a store in memory, else awaited.
     async fn lookup(&self, digest: &Digest) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let store = &self.inner.store;
-        match store.find_by_digest_ready(digest) {
+        let started = observe::start();
+        let answer = match store.find_by_digest_ready(digest) {
             Some(answer) => answer,
             None => store.find_by_digest(digest).await,
-        }
+        };
+        observe::store_operation(started, "find_by_digest");
+        answer
     }
 
     /// Decides on a record found by the digest of the presented token under key `version`.

@@ -1,0 +1,59 @@
+//! Where the manager records metrics ([`crate::metrics`] names them): without the
+//! `metrics` feature each function is empty and the clock is not read.
+
+use crate::error::VerifyError;
+
+/// The start of a timed operation: an instant with the `metrics` feature.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy)]
+pub(crate) struct Started(std::time::Instant);
+
+/// The start of a timed operation: nothing without the `metrics` feature.
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone, Copy)]
+pub(crate) struct Started;
+
+/// Now, if anything will be timed.
+pub(crate) fn start() -> Started {
+    #[cfg(feature = "metrics")]
+    return Started(std::time::Instant::now());
+    #[cfg(not(feature = "metrics"))]
+    Started
+}
+
+/// A verification ended with `result`.
+pub(crate) fn verification<T>(started: Started, result: &Result<T, VerifyError>) {
+    #[cfg(feature = "metrics")]
+    {
+        let outcome = match result {
+            Ok(_) => "valid",
+            Err(e) => e.code(),
+        };
+        ::metrics::counter!(crate::metrics::VERIFICATIONS, "outcome" => outcome).increment(1);
+        ::metrics::histogram!(crate::metrics::VERIFICATION_SECONDS)
+            .record(started.0.elapsed().as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (started, result);
+}
+
+/// A store operation on the verification path (`find_by_digest`, `touch`) ended.
+pub(crate) fn store_operation(started: Started, operation: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::histogram!(crate::metrics::STORE_SECONDS, "operation" => operation)
+        .record(started.0.elapsed().as_secs_f64());
+    #[cfg(not(feature = "metrics"))]
+    let _ = (started, operation);
+}
+
+/// A lookup in the verification cache hit or missed.
+pub(crate) fn cache_lookup(hit: bool) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(
+        crate::metrics::CACHE_LOOKUPS,
+        "result" => if hit { "hit" } else { "miss" }
+    )
+    .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = hit;
+}
