@@ -348,6 +348,44 @@ impl TokenStore for MemoryStore {
         Ok(inner.unlink(id).is_some())
     }
 
+    /// Finds the batch under the read lock (a scan of every record), then takes the write
+    /// lock only to unlink it, checking each record again.
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if limit == 0 {
+            return Ok(0);
+        }
+        let batch: Vec<TokenId> = self
+            .read()
+            .records
+            .iter()
+            .filter(|e| e.0.is_prunable(cutoff))
+            .take(limit)
+            .map(|e| e.0.id.clone())
+            .collect();
+        let mut inner = self.write();
+        let mut deleted = 0;
+        for id in &batch {
+            let still = inner
+                .records
+                .get(id)
+                .is_some_and(|e| e.0.is_prunable(cutoff));
+            if still && inner.unlink(id).is_some() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let inner = self.read();
+        Ok(inner
+            .records
+            .iter()
+            .filter(|e| e.0.is_prunable(cutoff))
+            .count() as u64)
+    }
+
     async fn list(&self, filter: &TokenFilter, page: &PageRequest) -> Result<Page, StoreError> {
         let limit = page.effective_limit();
         let inner = self.read();

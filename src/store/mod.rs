@@ -23,6 +23,7 @@ pub(crate) mod memory;
 pub mod outage;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod prune;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -132,6 +133,66 @@ pub trait TokenStore: Send + Sync {
         let _ = (key_version, fingerprint);
         Ok(None)
     }
+
+    /// Deletes at most `limit` records that are prunable at `cutoff` (as
+    /// [`TokenRecord::is_prunable`] defines) and returns how many it deleted.
+    ///
+    /// Returns `Ok(0)` if no record is prunable (or `limit` is 0). Never deletes a record that
+    /// is not prunable. A deleted record is gone entirely, as after
+    /// [`delete`](Self::delete): `get` and `find_by_digest` no longer find it. Callers delete
+    /// in batches by calling again until fewer than `limit` were deleted, so that a store can
+    /// do each call as one short transaction.
+    ///
+    /// The default implementation walks [`list`](Self::list) and calls
+    /// [`delete`](Self::delete) per record (correct for any store, not atomic per batch, and
+    /// linear in the number of records); the stores in this crate override it with one
+    /// transaction per call.
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut ids = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_LIMIT);
+        'walk: loop {
+            let found = self.list(&TokenFilter::new(), &page).await?;
+            for r in &found.items {
+                if r.is_prunable(cutoff) {
+                    ids.push(r.id.clone());
+                    if ids.len() as u64 == limit {
+                        break 'walk;
+                    }
+                }
+            }
+            match found.next {
+                Some(next) => page = page.next(next),
+                None => break,
+            }
+        }
+        let mut deleted = 0;
+        for id in &ids {
+            if self.delete(id).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Returns how many records are prunable at `cutoff` (as [`TokenRecord::is_prunable`]
+    /// defines): what [`prune`](Self::prune) calls would delete if nothing changed meanwhile.
+    ///
+    /// The default implementation walks [`list`](Self::list).
+    async fn count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut page = PageRequest::first(MAX_PAGE_LIMIT);
+        loop {
+            let found = self.list(&TokenFilter::new(), &page).await?;
+            count += found.items.iter().filter(|r| r.is_prunable(cutoff)).count() as u64;
+            match found.next {
+                Some(next) => page = page.next(next),
+                None => return Ok(count),
+            }
+        }
+    }
 }
 
 /// The boxed future every [`TokenStore`] method returns (what `#[async_trait]` expands to).
@@ -231,6 +292,21 @@ macro_rules! forward_store {
                 Self: 'f,
             {
                 (**self).claim_key_fingerprint(key_version, fingerprint)
+            }
+
+            fn prune<'a, 'f>(&'a self, cutoff: DateTime<Utc>, limit: u64) -> StoreFuture<'f, u64>
+            where
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).prune(cutoff, limit)
+            }
+            fn count_prunable<'a, 'f>(&'a self, cutoff: DateTime<Utc>) -> StoreFuture<'f, u64>
+            where
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).count_prunable(cutoff)
             }
         }
     };

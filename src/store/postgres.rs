@@ -122,6 +122,8 @@ struct Statements {
     delete: String,
     touch: String,
     claim_fingerprint: String,
+    prune: String,
+    count_prunable: String,
 }
 
 const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
@@ -133,6 +135,11 @@ impl Statements {
         let quoted_schema = format!("\"{schema}\"");
         let t = format!("{quoted_schema}.keygate_tokens");
         let select = format!("SELECT {COLUMNS} FROM {t} t");
+        // `TokenRecord::is_prunable` on `t`, the cutoff bound as `$1`: ended (revoked, or
+        // expired) before the cutoff, and no retired secret valid until the cutoff or later.
+        let prunable = "(t.expires_at < $1 OR (t.status = 'revoked' AND t.updated_at < $1)) \
+             AND NOT EXISTS (SELECT 1 FROM unnest(t.retired_valid_until) AS v (until) \
+             WHERE v.until >= $1)";
         Statements {
             get: format!("{select} WHERE t.id = $1"),
             // The digest index and the GIN index of the retired digests (a bitmap OR).
@@ -169,6 +176,14 @@ impl Statements {
                  VALUES ($1, $2) ON CONFLICT (version) DO UPDATE SET version = EXCLUDED.version \
                  RETURNING fingerprint"
             ),
+            // One statement per batch: the batch's ids, their deletion and one notification
+            // per deleted id (sent if and only if the deletion commits).
+            prune: format!(
+                "WITH d AS (DELETE FROM {t} WHERE id IN \
+                 (SELECT t.id FROM {t} t WHERE {prunable} LIMIT $2) RETURNING id) \
+                 SELECT d.id, pg_notify($3, d.id)::text AS notified FROM d"
+            ),
+            count_prunable: format!("SELECT count(*) FROM {t} t WHERE {prunable}"),
             migrations: format!("{quoted_schema}.keygate_schema_migrations"),
             channel: format!("keygate.{schema}"),
             select,
@@ -708,6 +723,35 @@ impl PostgresStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(())
+    }
+}
+
+/// Pruning, before the outage policy: each batch is one `DELETE ... WHERE id IN (SELECT ...
+/// LIMIT n)` statement (its own transaction, holding row locks for that batch only), which
+/// notifies other instances of every id it deletes, as `delete` does.
+impl PostgresStore {
+    async fn db_prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&self.sql.prune)
+            .bind(cutoff)
+            .bind(limit)
+            .bind(&self.sql.channel)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn db_count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&self.sql.count_prunable)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        u64::try_from(n).map_err(|_| bad_row("count"))
     }
 }
 

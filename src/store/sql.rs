@@ -668,13 +668,20 @@ impl TokenStore for SqlStore {
             .claim_key_fingerprint(key_version, fingerprint)
             .await
     }
+
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        self.inner().prune(cutoff, limit).await
+    }
+    async fn count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner().count_prunable(cutoff).await
+    }
 }
 
 /// Implements [`TokenStore`] for a SQL store by running its inherent `db_*` operations under
 /// its `breaker` ([`Breaker`](super::outage::Breaker)): the lookups a verification makes
-/// (`get`, `find_by_digest`) and `touch` are bounded reads; writes and listings run to their
-/// end. Both stores state their operations in their own SQL; which outage rule guards which
-/// operation is stated here, once.
+/// (`get`, `find_by_digest`) and `touch` are bounded reads; writes, listings, `prune` and
+/// `count_prunable` run to their end. Both stores state their operations in their own SQL;
+/// which outage rule guards which operation is stated here, once.
 macro_rules! breaker_guarded_store {
     ($store:ty) => {
         #[::async_trait::async_trait]
@@ -744,6 +751,21 @@ macro_rules! breaker_guarded_store {
                 self.breaker
                     .write(self.db_claim_key_fingerprint(key_version, fingerprint))
                     .await
+            }
+
+            async fn prune(
+                &self,
+                cutoff: ::chrono::DateTime<::chrono::Utc>,
+                limit: u64,
+            ) -> Result<u64, $crate::error::StoreError> {
+                self.breaker.write(self.db_prune(cutoff, limit)).await
+            }
+
+            async fn count_prunable(
+                &self,
+                cutoff: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<u64, $crate::error::StoreError> {
+                self.breaker.write(self.db_count_prunable(cutoff)).await
             }
         }
     };

@@ -113,6 +113,10 @@ struct Statements {
     delete: String,
     touch: String,
     claim_fingerprint: String,
+    prunable: String,
+    count_prunable: String,
+    prune_children: [String; 3],
+    prune: String,
 }
 
 impl Statements {
@@ -135,6 +139,13 @@ impl Statements {
              (SELECT json_group_array(json_array(hex(r.digest), r.key_version, r.valid_until) \
              ORDER BY r.position) FROM {retired} r WHERE r.token_id = o.id) AS retired \
              FROM {tokens} o"
+        );
+        // `TokenRecord::is_prunable` on `t`, the cutoff bound as `?1`: ended (revoked, or
+        // expired) before the cutoff, and no retired secret valid until the cutoff or later.
+        let prunable = format!(
+            "(t.expires_at < ?1 OR (t.status = 'revoked' AND t.updated_at < ?1)) \
+             AND NOT EXISTS (SELECT 1 FROM {retired} r \
+             WHERE r.token_id = t.id AND r.valid_until >= ?1)"
         );
         Statements {
             get: format!("{select} WHERE o.id = ?"),
@@ -189,6 +200,12 @@ impl Statements {
                  ON CONFLICT (version) DO UPDATE SET version = excluded.version \
                  RETURNING fingerprint"
             ),
+            prunable: format!("SELECT t.id FROM {tokens} t WHERE {prunable} LIMIT ?2"),
+            count_prunable: format!("SELECT count(*) FROM {tokens} t WHERE {prunable}"),
+            prune_children: [&scopes, &projects, &retired].map(|child| {
+                format!("DELETE FROM {child} WHERE token_id IN (SELECT value FROM json_each(?))")
+            }),
+            prune: format!("DELETE FROM {tokens} WHERE id IN (SELECT value FROM json_each(?))"),
             migrations: format!("{p}schema_migrations"),
             scopes,
             projects,
@@ -745,6 +762,56 @@ impl SqliteStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(())
+    }
+}
+
+/// Pruning, before the outage policy: one `BEGIN IMMEDIATE` transaction per batch, which
+/// selects the batch's ids and deletes their child rows and then their tokens, so that no
+/// batch is ever half-deleted and the write lock is held for one batch only.
+impl SqliteStore {
+    async fn db_prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)?;
+        let ids: Vec<String> = sqlx::query_scalar(&self.sql.prunable)
+            .bind(micros(cutoff))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = Json(ids);
+        for stmt in &self.sql.prune_children {
+            sqlx::query(stmt)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        let done = sqlx::query(&self.sql.prune)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        tx.commit().await.map_err(StoreError::backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn db_count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&self.sql.count_prunable)
+            .bind(micros(cutoff))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        u64::try_from(n).map_err(|_| bad_row("count"))
     }
 }
 

@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Cases share one store without interfering: each uses its own random owner and ids, and
-//! lists only its own records. A failing case panics with the case name and the broken
+//! lists only its own records. The pruning cases use records that ended in 2001 (every other
+//! case's records are around the present), so they assume the store holds no other record
+//! prunable at their cutoffs in 2001. A failing case panics with the case name and the broken
 //! contract sentence.
 
 pub mod fault;
@@ -56,6 +58,8 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     touch_moves_forward_only(&*store).await;
     touch_unknown_is_ok(&*store).await;
     key_fingerprint_claimed_once(&*store).await;
+    prune_deletes_exactly_the_prunable(&*store).await;
+    prune_honours_the_limit(&*store).await;
     concurrent_updates_one_winner(store).await;
 }
 
@@ -515,6 +519,207 @@ pub async fn delete_reports_presence<S: TokenStore + ?Sized>(store: &S) {
     );
     // The id can be used again.
     must(store.insert(&r).await, "re-insert after delete");
+}
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    must(
+        chrono::NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .ok_or("date"),
+        "date literal",
+    )
+}
+
+/// A record of `owner` created in late 2000, with the given status, `updated_at`, expiry and
+/// retired secrets' `valid_until`.
+fn ended_record(
+    owner: &str,
+    n: usize,
+    status: TokenStatus,
+    updated_at: DateTime<Utc>,
+    expiry: Expiry,
+    retired_until: &[DateTime<Utc>],
+) -> TokenRecord {
+    let mut r = sample_record(owner, n, at(2000, 12, 1));
+    r.status = status;
+    r.updated_at = updated_at;
+    r.expiry = expiry;
+    r.retired = retired_until
+        .iter()
+        .map(|&valid_until| RetiredSecret {
+            digest: digest(0xE0),
+            valid_until,
+        })
+        .collect();
+    r.last_used_at = None;
+    r
+}
+
+/// `prune`: "Deletes at most `limit` records that are prunable at `cutoff` [...] and returns
+/// how many it deleted. Returns `Ok(0)` if no record is prunable (or `limit` is 0). Never
+/// deletes a record that is not prunable. A deleted record is gone entirely [...]: `get` and
+/// `find_by_digest` no longer find it." / `count_prunable`: "Returns how many records are
+/// prunable at `cutoff`." Follows [`TokenRecord::is_prunable`]: revoked before the cutoff, or
+/// expired before it (active or disabled), are deleted; revoked or expiring after it (or
+/// exactly at it), never-expiring active ones, and an expired one whose rotation grace
+/// lasts past the cutoff survive.
+pub async fn prune_deletes_exactly_the_prunable<S: TokenStore + ?Sized>(store: &S) {
+    use TokenStatus::{Active, Disabled, Revoked};
+    let owner = unique("owner");
+    let cutoff = at(2001, 6, 1);
+    let early = at(2001, 1, 1);
+    let late = at(2001, 7, 1);
+    let gone = vec![
+        ended_record(&owner, 1, Revoked, early, Expiry::Never, &[]),
+        ended_record(&owner, 2, Active, early, Expiry::At(at(2001, 2, 1)), &[]),
+        ended_record(&owner, 3, Disabled, early, Expiry::At(at(2001, 3, 1)), &[]),
+        // Revoked after its expiry: ended at the earlier of the two.
+        ended_record(&owner, 4, Revoked, late, Expiry::At(at(2001, 3, 1)), &[]),
+        // Rotated, the grace ended before the cutoff.
+        ended_record(
+            &owner,
+            5,
+            Revoked,
+            early,
+            Expiry::Never,
+            &[at(2001, 5, 1), at(2001, 1, 2)],
+        ),
+    ];
+    let kept = vec![
+        ended_record(&owner, 6, Revoked, late, Expiry::Never, &[]),
+        ended_record(&owner, 7, Active, early, Expiry::At(late), &[]),
+        ended_record(&owner, 8, Active, early, Expiry::Never, &[]),
+        ended_record(&owner, 9, Disabled, early, Expiry::Never, &[]),
+        // Exactly at the cutoff is not before it.
+        ended_record(&owner, 10, Revoked, cutoff, Expiry::Never, &[]),
+        ended_record(&owner, 11, Active, early, Expiry::At(cutoff), &[]),
+        // Expired before the cutoff, but one retired secret's grace lasts past it.
+        ended_record(
+            &owner,
+            12,
+            Revoked,
+            early,
+            Expiry::At(at(2001, 2, 1)),
+            &[at(2001, 1, 2), late],
+        ),
+        ended_record(&owner, 13, Active, early, Expiry::At(early), &[cutoff]),
+    ];
+    for r in gone.iter().chain(&kept) {
+        assert_eq!(
+            r.is_prunable(cutoff),
+            gone.iter().any(|g| g.id == r.id),
+            "conformance (suite self-check): is_prunable of record {}",
+            r.name
+        );
+    }
+    insert_all(store, &gone).await;
+    insert_all(store, &kept).await;
+    assert_eq!(
+        must(store.count_prunable(cutoff).await, "count_prunable"),
+        gone.len() as u64,
+        "conformance: count_prunable must count exactly the prunable records"
+    );
+    assert_eq!(
+        must(store.count_prunable(at(2000, 1, 1)).await, "count_prunable"),
+        0,
+        "conformance: nothing ended before 2000"
+    );
+    assert_eq!(
+        must(store.prune(cutoff, 0).await, "prune limit 0"),
+        0,
+        "conformance: prune with limit 0 must delete nothing"
+    );
+    assert_eq!(
+        must(store.prune(at(2000, 1, 1), 100).await, "prune"),
+        0,
+        "conformance: prune must return 0 when no record is prunable"
+    );
+    assert_eq!(
+        must(store.prune(cutoff, 100).await, "prune"),
+        gone.len() as u64,
+        "conformance: prune must delete every prunable record (up to the limit)"
+    );
+    assert_eq!(
+        must(store.prune(cutoff, 100).await, "prune again"),
+        0,
+        "conformance: a second prune must find nothing left"
+    );
+    for r in &gone {
+        assert!(
+            must(store.get(&r.id).await, "get").is_none(),
+            "conformance: pruned record {} must be gone",
+            r.name
+        );
+        let mut digests = vec![r.digest.digest];
+        digests.extend(r.retired.iter().map(|s| s.digest.digest));
+        for d in &digests {
+            assert!(
+                must(store.find_by_digest(d).await, "find_by_digest").is_none(),
+                "conformance: a digest of pruned record {} must not be found",
+                r.name
+            );
+        }
+    }
+    for r in &kept {
+        let got = must(store.get(&r.id).await, "get");
+        assert_eq!(
+            got.as_deref(),
+            Some(r),
+            "conformance: prune must keep record {} unchanged",
+            r.name
+        );
+        let found = must(store.find_by_digest(&r.digest.digest).await, "find");
+        assert_eq!(
+            found.map(|f| f.id.clone()),
+            Some(r.id.clone()),
+            "conformance: a kept record {} must still be found by digest",
+            r.name
+        );
+    }
+    // The kept records end long before the other cases' records: clean up.
+    for r in &kept {
+        must(store.delete(&r.id).await, "delete");
+    }
+}
+
+/// `prune`: "Deletes at most `limit` records [...]. Callers delete in batches by calling
+/// again until fewer than `limit` were deleted."
+pub async fn prune_honours_the_limit<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let cutoff = at(2001, 6, 1);
+    let records: Vec<TokenRecord> = (0..7)
+        .map(|n| {
+            ended_record(
+                &owner,
+                n,
+                TokenStatus::Revoked,
+                at(2001, 1, 1),
+                Expiry::Never,
+                &[],
+            )
+        })
+        .collect();
+    insert_all(store, &records).await;
+    let mut batches = Vec::new();
+    loop {
+        let n = must(store.prune(cutoff, 3).await, "prune");
+        batches.push(n);
+        if n < 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        batches,
+        [3, 3, 1],
+        "conformance: prune must delete at most `limit` records per call, and all in the end"
+    );
+    for r in &records {
+        assert!(
+            must(store.get(&r.id).await, "get").is_none(),
+            "conformance: every prunable record must be gone after the batches"
+        );
+    }
 }
 
 async fn insert_all<S: TokenStore + ?Sized>(store: &S, records: &[TokenRecord]) {
