@@ -44,6 +44,16 @@ pub enum AuditKind {
         /// What was missing, e.g. `scope tokens:write`.
         missing: String,
     },
+    /// One batch of [`TokenManager::prune`](crate::TokenManager::prune) deleted the records
+    /// of tokens that ended long ago (no token id: the event is per batch).
+    Pruned {
+        /// How many records the batch deleted.
+        deleted: u64,
+    },
+    /// Someone reported this token as leaked (through
+    /// [`TokenManager::report_leaked`](crate::TokenManager::report_leaked)) and it was
+    /// revoked. The reported plaintext is never part of the event.
+    LeakReported,
 }
 
 impl AuditKind {
@@ -61,6 +71,8 @@ impl AuditKind {
             AuditKind::Rehashed => "authn_token_rehashed",
             AuditKind::VerifyFailed { .. } => "authn_login_fail",
             AuditKind::AccessDenied { .. } => "authz_fail",
+            AuditKind::Pruned { .. } => "authn_token_pruned",
+            AuditKind::LeakReported => "authn_token_leak_reported",
         }
     }
 }
@@ -75,10 +87,18 @@ impl serde::Serialize for AuditKind {
             AuditKind::AccessDenied { missing } => Some(("missing", missing.as_str())),
             _ => None,
         };
-        let mut map = s.serialize_map(Some(1 + usize::from(detail.is_some())))?;
+        let deleted = match self {
+            AuditKind::Pruned { deleted } => Some(*deleted),
+            _ => None,
+        };
+        let extra = usize::from(detail.is_some()) + usize::from(deleted.is_some());
+        let mut map = s.serialize_map(Some(1 + extra))?;
         map.serialize_entry("event", self.owasp_name())?;
         if let Some((k, v)) = detail {
             map.serialize_entry(k, v)?;
+        }
+        if let Some(n) = deleted {
+            map.serialize_entry("deleted", &n)?;
         }
         map.end()
     }
@@ -158,8 +178,9 @@ where
 
 /// The default sink: one `tracing` event per audit event, with target `keygate::audit`,
 /// the OWASP name in the `event` field, and `token_id`, `owner`, `actor` and `reason` fields.
-/// Failures (`authn_login_fail`, `authz_fail`, `authn_token_reuse`) are logged at WARN,
-/// everything else at INFO.
+/// Failures (`authn_login_fail`, `authz_fail`, `authn_token_reuse`) and leak reports
+/// (`authn_token_leak_reported`) are logged at WARN, everything else at INFO; a prune batch
+/// (`authn_token_pruned`) has a `deleted` field.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TracingSink;
 
@@ -178,7 +199,10 @@ impl AuditSink for TracingSink {
                 target: "keygate::audit", event = name, token_id, owner, actor,
                 reason = missing.as_str(), "{name}"
             ),
-            AuditKind::Reuse => tracing::warn!(
+            AuditKind::Pruned { deleted } => tracing::info!(
+                target: "keygate::audit", event = name, actor, deleted = *deleted, "{name}"
+            ),
+            AuditKind::Reuse | AuditKind::LeakReported => tracing::warn!(
                 target: "keygate::audit", event = name, token_id, owner, actor, "{name}"
             ),
             _ => tracing::info!(

@@ -1,8 +1,8 @@
 //! [`ActingAs`]: management on behalf of a verified token.
 
 use super::{
-    BulkAction, BulkReport, IssueRequest, IssuedToken, RotateRequest, Selection, TokenManager,
-    TokenUpdate, VerifiedToken,
+    BulkAction, BulkReport, IssueRequest, IssuedToken, PruneReport, RotateRequest, Selection,
+    TokenManager, TokenUpdate, VerifiedToken,
 };
 use crate::error::Error;
 use crate::record::{TokenRecord, TokenStatus};
@@ -33,6 +33,11 @@ impl ActingAs<'_> {
         &self.actor
     }
 
+    /// Like [`TokenManager::prunable`], for a `*` actor only.
+    pub async fn prunable(&self, older_than: std::time::Duration) -> Result<u64, Error> {
+        self.manager.prunable_as(&self.actor, older_than).await
+    }
+
     delegate! {
         /// Like [`TokenManager::issue`], refusing what the actor may not grant.
         fn issue => issue_as(&self, req: IssueRequest) -> Result<IssuedToken, Error>;
@@ -54,5 +59,8 @@ impl ActingAs<'_> {
         /// Like [`TokenManager::revoke_with_children`], within the actor's reach, never
         /// taking in the actor unless it is the token named.
         fn revoke_with_children => revoke_with_children_as(&self, id: &TokenId) -> Result<BulkReport, Error>;
+        /// Like [`TokenManager::prune`], for a `*` actor only (pruning concerns every
+        /// owner's tokens); any other actor is refused with [`Error::Escalation`].
+        fn prune => prune_as(&self, older_than: std::time::Duration, batch: u64) -> Result<PruneReport, Error>;
     }
 }

@@ -400,7 +400,7 @@ impl TokenManager {
             .map(|(r, _)| r)
     }
 
-    async fn set_status_report(
+    pub(super) async fn set_status_report(
         &self,
         actor: Option<&VerifiedToken>,
         id: &TokenId,

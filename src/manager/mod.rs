@@ -5,8 +5,10 @@
 mod acting_as;
 mod bulk;
 pub mod delegation;
+mod leak;
 mod lifecycle;
 pub(crate) mod observe;
+mod prune;
 pub(crate) mod requests;
 pub(crate) mod token_manager;
 pub(crate) mod tokens;
@@ -15,6 +17,8 @@ mod verify;
 
 pub use acting_as::ActingAs;
 pub use bulk::{BulkAction, BulkReport, Selection};
+pub use leak::MAX_LEAK_REPORT_TOKENS;
+pub use prune::{DEFAULT_PRUNE_BATCH, PruneReport};
 pub(crate) use requests::{IssueRequest, RotateRequest, TokenUpdate};
 pub(crate) use token_manager::TokenManager;
 pub(crate) use tokens::{IssuedToken, VerifiedToken};
