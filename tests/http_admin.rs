@@ -938,7 +938,7 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15);
+    assert_eq!(operations, 16);
     // The collection answers with a trailing slash too.
     for path in ["/api/tokens", "/api/tokens/"] {
         let r = api
@@ -952,6 +952,77 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
         api.call(Method::PUT, "/", &api.root, None).await.status,
         405
     );
+}
+
+#[tokio::test]
+async fn prune_counts_then_deletes_ended_tokens_for_admins_only() {
+    let api = Api::start().await;
+    let (writer_id, writer) = api.token("ops", &["tokens:*"], Projects::All).await;
+    let (revoked, _) = api.token("alice", &[], Projects::All).await;
+    let (active, _) = api.token("alice", &[], Projects::All).await;
+    api.keygate.manager().revoke(&revoked).await.unwrap();
+
+    // `tokens:*` is not enough: pruning concerns every owner's tokens.
+    let r = api
+        .post(
+            "/prune",
+            &writer,
+            json!({"older_than": "0s", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+
+    let r = api
+        .post(
+            "/prune",
+            &api.root,
+            json!({"older_than": "0s", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.body["dry_run"].as_bool(), r.body["count"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert!(
+        api.all_ids().await.contains(revoked.as_str()),
+        "a dry run deletes nothing"
+    );
+
+    // Revoked just now: not more than a day ago.
+    let r = api
+        .post("/prune", &api.root, json!({"older_than": "1d"}))
+        .await;
+    assert_eq!((r.status, r.body["count"].as_u64()), (200, Some(0)));
+
+    let r = api
+        .post("/prune", &api.root, json!({"older_than": "0s"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["dry_run"], false);
+    assert_eq!(
+        (r.body["count"].as_u64(), r.body["batches"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(r.body["cutoff"].is_string());
+    let ids = api.all_ids().await;
+    assert!(!ids.contains(revoked.as_str()));
+    assert!(ids.contains(active.as_str()) && ids.contains(writer_id.as_str()));
+
+    for bad in [
+        json!({"older_than": "90"}),
+        json!({"older_than": "-1d"}),
+        json!({}),
+    ] {
+        let r = api.post("/prune", &api.root, bad.clone()).await;
+        assert!(matches!(r.status, 400 | 422), "{bad}: {}", r.status);
+    }
 }
 
 #[tokio::test]

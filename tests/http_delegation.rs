@@ -343,7 +343,7 @@ async fn the_last_admin_and_the_caller_survive_bulk_actions() {
 async fn reserved_ids_are_refused_over_http() {
     let api = Api::start().await;
     let (_, root) = api.token("root", &["*"], ExpiryPreset::Never).await;
-    for id in ["self", "bulk"] {
+    for id in ["self", "bulk", "prune"] {
         let r = api.post("/", &root, json!({"name": "x", "id": id})).await;
         assert_eq!(
             (r.status, r.body["error"].as_str()),

@@ -14,10 +14,11 @@
 //! | `GET /`, `GET /{id}` | `tokens:read` |
 //! | `POST /`, `PATCH /{id}`, `DELETE /{id}`, `POST /{id}/rotate`, `/{id}/enable`, `/{id}/disable`, `/{id}/revoke`, `POST /bulk` | `tokens:write` |
 //! | `GET /self`, `POST /self`, `POST /self/{id}/rotate`, `POST /self/{id}/revoke` | `tokens:self` (or `tokens:read` / `tokens:write`); only tokens whose owner is the caller's owner |
+//! | `POST /prune` | `*` |
 //! | `GET /openapi.json` | none |
 //!
-//! `*` grants everything, `tokens:*` all of the above. Every token id is addressable: `/self`
-//! and `/bulk` are routes, so the manager refuses them as ids
+//! `*` grants everything, `tokens:*` all of the above but `POST /prune`. Every token id is
+//! addressable: `/self`, `/bulk` and `/prune` are routes, so the manager refuses them as ids
 //! ([`RESERVED_IDS`](crate::manager::RESERVED_IDS)), and `openapi.json` is not a valid id.
 //!
 //! # Mounting
@@ -49,6 +50,12 @@
 //! sooner. Grace periods are `<N>d`, `<N>h`, `<N>m` or `<N>s`; while one runs, another
 //! rotation needs `"end_grace": true`. `POST /{id}/revoke` with `{"children": true}` also
 //! revokes every token the token created, and theirs in turn, answering with a bulk report.
+//! `POST /prune` with `{"older_than": "90d"}` deletes the records of tokens revoked or expired
+//! more than 90 days ago (the rule of
+//! [`TokenRecord::is_prunable`](crate::TokenRecord::is_prunable)), in batches of
+//! [`crate::manager::DEFAULT_PRUNE_BATCH`], each its own transaction and
+//! audit event, answering `{"dry_run": false, "cutoff": ..., "count": <deleted>, "batches":
+//! ...}`; with `"dry_run": true` it deletes nothing and `count` is how many it would delete.
 //!
 //! Token responses carry the record version as an `ETag` (`"3"`). `PATCH /{id}` and the
 //! rotate routes honour `If-Match` with such a tag: a record at another version answers 412
@@ -93,8 +100,8 @@ use crate::error::Error;
 use crate::expiry::{ExpiryPreset, parse_duration};
 use crate::http::AuthRejection;
 use crate::manager::{
-    BulkAction, BulkReport, IssueRequest, IssuedToken, RotateRequest, Selection, TokenUpdate,
-    VerifiedToken,
+    BulkAction, BulkReport, DEFAULT_PRUNE_BATCH, IssueRequest, IssuedToken, RotateRequest,
+    Selection, TokenUpdate, VerifiedToken,
 };
 use crate::record::{TokenRecord, TokenStatus, TokenView};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
@@ -231,6 +238,7 @@ fn routes(prefix: Prefix) -> Routes {
     .add(Get, "/", list)
     .add(Post, "/", create)
     .add(Post, "/bulk", bulk)
+    .add(Post, "/prune", prune)
     .add(Get, "/self", self_list)
     .add(Post, "/self", self_create)
     .add(Post, "/self/{id}/rotate", self_rotate)
@@ -853,6 +861,30 @@ struct RotateBody {
     end_grace: bool,
 }
 
+/// Which records to prune.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    /// Prune the records of tokens revoked or expired more than this long ago: `<N>d`,
+    /// `<N>h`, `<N>m` or `<N>s`.
+    older_than: String,
+    /// Count only, delete nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What a prune did, or (dry run) would do.
+#[derive(Serialize, ToSchema)]
+struct PruneView {
+    dry_run: bool,
+    /// Records of tokens that ended strictly before this instant are pruned.
+    cutoff: DateTime<Utc>,
+    /// Records deleted, or (dry run) that would be.
+    count: u64,
+    /// Batches that deleted something (0 for a dry run).
+    batches: u64,
+}
+
 /// How to revoke a token.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -918,6 +950,11 @@ struct SelfRead;
 impl Need for SelfRead {
     const SCOPE: &'static str = SELF;
     const ALTERNATIVE: Option<&'static str> = Some(READ);
+}
+
+struct Admin;
+impl Need for Admin {
+    const SCOPE: &'static str = "*";
 }
 
 struct SelfWrite;
@@ -1391,6 +1428,49 @@ async fn bulk(
     Ok(bulk_json(&report))
 }
 
+/// Deletes the records of tokens revoked or expired more than `older_than` ago, or with
+/// `dry_run` counts them (scope `*`).
+#[utoipa::path(
+    post,
+    path = "/prune",
+    tag = "tokens",
+    request_body = PruneBody,
+    responses(
+        (status = 200, description = "How many records were (or, dry run, would be) deleted", body = PruneView),
+        BodyErrors,
+    )
+)]
+async fn prune(
+    State(kg): State<Keygate>,
+    Caller(caller, _): Caller<Admin>,
+    JsonBody(body): JsonBody<PruneBody>,
+) -> ApiResult {
+    let older_than = parse_duration(&body.older_than).ok_or_else(|| {
+        ApiError::unprocessable("invalid older_than: expected <N>d, <N>h, <N>m or <N>s")
+    })?;
+    let acting = kg.manager().acting_as(&caller);
+    let view = if body.dry_run {
+        let cutoff = crate::expiry::signed(older_than)
+            .and_then(|d| kg.manager().now().checked_sub_signed(d))
+            .ok_or_else(|| ApiError::unprocessable("older_than is out of range"))?;
+        PruneView {
+            dry_run: true,
+            cutoff,
+            count: acting.prunable(older_than).await?,
+            batches: 0,
+        }
+    } else {
+        let report = acting.prune(older_than, DEFAULT_PRUNE_BATCH).await?;
+        PruneView {
+            dry_run: false,
+            cutoff: report.cutoff,
+            count: report.deleted,
+            batches: report.batches,
+        }
+    };
+    Ok((StatusCode::OK, ::axum::Json(view)).into_response())
+}
+
 fn bulk_json(report: &BulkReport) -> Response {
     let view = BulkView {
         changed: &report.changed,
@@ -1444,7 +1524,7 @@ impl ToSchema for RevokeReply {
                        `keygate::axum::admin`."
     ),
     paths(
-        openapi, list, create, bulk, self_list, self_create, self_rotate, self_revoke, get_one,
+        openapi, list, create, bulk, prune, self_list, self_create, self_rotate, self_revoke, get_one,
         update, delete, rotate, enable, disable, revoke
     ),
     components(schemas(ErrorReply, TokenStatus, IssuedView, RevokeReply)),
@@ -1559,7 +1639,7 @@ mod tests {
                 .map(|(m, p)| (m.name().to_owned(), prefix.path(p)))
                 .collect();
             assert_eq!(registered.len(), table.len(), "duplicate route");
-            assert_eq!(registered.len(), 15);
+            assert_eq!(registered.len(), 16);
             let missing: Vec<_> = registered.difference(&documented).collect();
             let extra: Vec<_> = documented.difference(&registered).collect();
             assert!(

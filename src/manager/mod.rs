@@ -42,9 +42,9 @@ use crate::token::{TokenFormat, TokenId};
 
 /// Default interval between two `last_used_at` writes for one token.
 pub const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
-/// Ids no new token may take: the admin API's routes use them (`/self`, `/bulk`), so a token
-/// with such an id could not be addressed by id.
-pub const RESERVED_IDS: [&str; 2] = ["self", "bulk"];
+/// Ids no new token may take: the admin API's routes use them (`/self`, `/bulk`, `/prune`),
+/// so a token with such an id could not be addressed by id.
+pub const RESERVED_IDS: [&str; 3] = ["self", "bulk", "prune"];
 /// The expiry of a token issued without one.
 pub const DEFAULT_EXPIRY: ExpiryPreset = ExpiryPreset::Days30;
 /// Longest rotation grace period accepted.

@@ -144,6 +144,17 @@ fn grace() -> Schema {
         .into()
 }
 
+/// A prune's age: a duration of up to 100 years (zero included).
+fn older_than() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .pattern(Some(format!(
+            "^[{WHITESPACE}]*({})[{WHITESPACE}]*$",
+            durations(MAX_DURATION.as_secs(), false)
+        )))
+        .into()
+}
+
 /// Adds `rule` to property `property` of component `component`; `false` if there is no
 /// such property.
 fn constrain(doc: &mut OpenApi, component: &str, property: &str, rule: Schema) -> bool {
@@ -193,6 +204,7 @@ pub(super) fn apply(doc: &mut OpenApi, limits: &Limits) -> Vec<String> {
     rule(doc, "RotateBody", "grace", grace());
     rule(doc, "RotateBody", "expires", expiry());
     rule(doc, "BulkBody", "ids", items(limits.max_bulk_ids()));
+    rule(doc, "PruneBody", "older_than", older_than());
 
     // A bulk selection is `ids` (an array) or `filter` (an object), not both.
     let bulk = doc
