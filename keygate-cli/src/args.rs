@@ -26,7 +26,7 @@ once first. Tokens are never accepted as arguments: `token verify` reads one fro
 
 Confirmation: `token revoke`, `token delete`, `token disable` of more than one token, and any
 change that would leave no active token with the `*` scope ask before changing anything when
-stdin is a terminal; otherwise they need `--yes`. Every change is audited (OWASP event names,
+stdin is a terminal; otherwise they need `--yes`. `prune` is a dry run without `--yes`. Every change is audited (OWASP event names,
 `actor = cli:<user>`) on stderr, or in the file named by `--audit-log`.
 
 Exit codes:
@@ -136,6 +136,9 @@ pub(crate) enum Command {
     /// Server keys ("peppers").
     #[command(subcommand)]
     Pepper(PepperCommand),
+    /// Delete the records of tokens revoked or expired more than --older-than ago, in
+    /// batches; without --yes a dry run that only prints how many there are.
+    Prune(PruneArgs),
     /// Print a shell completion script (e.g. `keygate completions bash > /etc/bash_completion.d/keygate`).
     Completions {
         /// The shell.
@@ -184,6 +187,19 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `keygate prune`
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Prune tokens that ended (were revoked, or expired) more than this long ago, and whose
+    /// rotation grace, if any, also ended that long ago: <N>d, <N>h, <N>m or <N>s (e.g. 90d).
+    #[arg(long, value_parser = parse_age, value_name = "DURATION")]
+    pub(crate) older_than: std::time::Duration,
+    /// Records deleted per batch (each batch one transaction and one audit event).
+    #[arg(long, default_value_t = keygate::manager::DEFAULT_PRUNE_BATCH,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), value_name = "N")]
+    pub(crate) batch: u64,
 }
 
 /// `keygate pepper ...`
@@ -365,6 +381,11 @@ fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
     keygate::expiry::parse_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| "expected <N>d, <N>h, <N>m or <N>s (e.g. 365d), more than zero".to_owned())
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    keygate::expiry::parse_duration(s)
+        .ok_or_else(|| "expected <N>d, <N>h, <N>m or <N>s (e.g. 90d)".to_owned())
 }
 
 fn parse_grace(s: &str) -> Result<std::time::Duration, String> {

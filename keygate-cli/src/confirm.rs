@@ -6,7 +6,7 @@
 //! to a question on stderr. Anything else changes nothing and exits 2: an empty or other
 //! answer, end of input, or stdin that is not a terminal without `--yes` (a script must say
 //! what it means). The question is asked after every id was checked and before anything is
-//! changed.
+//! changed. `prune` asks nothing: without `--yes` it is a dry run that only counts.
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -27,8 +27,8 @@ use keygate::{
 use zeroize::Zeroizing;
 
 use args::{
-    Cli, Command, CreateArgs, IdsArgs, ListArgs, PepperCommand, RotateArgs, TokenCommand,
-    UpdateArgs,
+    Cli, Command, CreateArgs, IdsArgs, ListArgs, PepperCommand, PruneArgs, RotateArgs,
+    TokenCommand, UpdateArgs,
 };
 use confirm::Confirm;
 use db::Location;
@@ -99,7 +99,55 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             audit::init(cli.audit_log.as_deref())?;
             token(&ctx, cmd).await
         }
+        Command::Prune(a) => {
+            audit::init(cli.audit_log.as_deref())?;
+            prune(&ctx, a).await
+        }
     }
+}
+
+/// `keygate prune`: without `--yes` a dry run printing the cutoff and the count; with it, the
+/// deletion in batches (each audited as `authn_token_pruned`), printing what was deleted.
+async fn prune(ctx: &Context<'_>, a: PruneArgs) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let older_than = chrono::Duration::from_std(a.older_than)
+        .map_err(|_| Failure::usage("--older-than is out of range"))?;
+    let cutoff = manager.now() - older_than;
+    if !ctx.confirm.yes {
+        let count = manager
+            .prunable(a.older_than)
+            .await
+            .map_err(Failure::from_error)?;
+        output::text(
+            "the prune counts",
+            &format!("cutoff: {}\nprunable: {count}\n", output::instant(cutoff)),
+        )?;
+        eprintln!(
+            "keygate: dry run: {count} token records ended before {}; pass --yes to delete \
+             them",
+            output::instant(cutoff)
+        );
+        return Ok(EXIT_OK);
+    }
+    let report = manager
+        .prune(a.older_than, a.batch)
+        .await
+        .map_err(Failure::from_error)?;
+    output::text(
+        "the prune report",
+        &format!(
+            "cutoff: {}\ndeleted: {}\nbatches: {}\n",
+            output::instant(report.cutoff),
+            report.deleted,
+            report.batches
+        ),
+    )?;
+    eprintln!(
+        "keygate: deleted {} token records that ended before {}",
+        report.deleted,
+        output::instant(report.cutoff)
+    );
+    Ok(EXIT_OK)
 }
 
 /// The man page of `keygate` or of one of its commands (`["token", "update"]`), as roff.
