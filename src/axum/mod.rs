@@ -15,6 +15,8 @@
 //!   [`crate::http`]).
 //! - [`Keygate::admin_router_at`] is the JSON admin API and [`Keygate::admin_openapi`] its
 //!   OpenAPI document, generated from the handlers' types (see [`admin`]).
+//! - `leak_report` (feature `leak-report`) is an unauthenticated endpoint where leaked
+//!   tokens are reported and revoked, rate limited per client IP.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -59,6 +61,9 @@ use crate::scope::{ProjectId, Scope, ScopeSet};
 use crate::tower::{RequireScopesLayer, RequireTokenLayer, ScopePolicy};
 
 pub mod admin;
+#[cfg(feature = "leak-report")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leak-report")))]
+pub mod leak_report;
 mod schema;
 
 /// A token manager and the HTTP configuration: the state keygate's extractors and admin
