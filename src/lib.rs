@@ -101,6 +101,7 @@
 //! | `tower`     | the `RequireToken` layer |
 //! | `axum`      | extractors, rejection, the admin router (implies `tower`) |
 //! | `console`   | the web console, `Keygate::console` (implies `axum`) |
+//! | `leak-report` | `axum::leak_report`: an unauthenticated endpoint where leaked tokens are reported and revoked, rate limited per client IP (implies `axum`) |
 //! | `serde`     | `Serialize`/`Deserialize` for public data types (never secrets) |
 //! | `metrics`   | verification outcomes and latencies through the `metrics` facade (`keygate::metrics` names them) |
 //! | `test-util` | `keygate::testing`, the store conformance suite (not semver-stable) |
