@@ -8,6 +8,9 @@
     reason = "test code: a panic is a test failure"
 )]
 
+#[cfg(feature = "leak-report")]
+mod log_capture;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -307,6 +310,67 @@ mod http {
         // Another client address is not held back by the flood.
         let other = client_from(Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(post(&other, &server.base, &body).await.0, 202);
+    }
+
+    /// Under a TRACE subscriber capturing everything (one thread, so the server's tasks log
+    /// into it too): reports of live and fake tokens leave no reported secret in any form in
+    /// the logs, and the audit events are there.
+    #[tokio::test]
+    async fn reported_tokens_never_reach_the_logs() {
+        let capture = log_capture::Capture::default();
+        let _guard = tracing::subscriber::set_default(log_capture::subscriber(&capture));
+        let m = TokenManager::builder(MemoryStore::new())
+            .server_key(ServerKey::generate())
+            .build()
+            .unwrap();
+        let (_, live) = issue(&m, "live", &[]).await;
+        let unknown = unknown_token(&m).await;
+        let app = LeakReport::new(m.clone(), ())
+            .router_at("/credentials/revoke")
+            .unwrap();
+        let server = serve(app, true).await;
+        let client = client_from(Ipv4Addr::LOCALHOST);
+        let r = post(
+            &client,
+            &server.base,
+            &serde_json::json!({"tokens": [live, unknown]}),
+        )
+        .await;
+        assert_eq!(r.0, 202);
+        assert!(matches!(m.verify(&live).await, Err(VerifyError::Revoked)));
+        let logs = capture.bytes();
+        assert!(String::from_utf8_lossy(&logs).contains("authn_token_leak_reported"));
+        for token in [&live, &unknown] {
+            let secret = token.rsplit('_').next().unwrap();
+            let mut needles = log_capture::forms("token", token.as_bytes());
+            needles.extend(log_capture::forms("secret", secret.as_bytes()));
+            let leaks = log_capture::found(&logs, &needles);
+            assert!(leaks.is_empty(), "{leaks:?}");
+        }
+    }
+
+    /// Without `ConnectInfo`: one error in the logs, however many requests are refused.
+    #[tokio::test]
+    async fn a_missing_connect_info_is_logged_once() {
+        let capture = log_capture::Capture::default();
+        let _guard = tracing::subscriber::set_default(log_capture::subscriber(&capture));
+        let events = Events::default();
+        let (m, _) = manager(&events);
+        let app = LeakReport::new(m, ())
+            .router_at("/credentials/revoke")
+            .unwrap();
+        let server = serve(app, false).await;
+        let client = reqwest::Client::new();
+        for _ in 0..3 {
+            let r = post(&client, &server.base, &serde_json::json!({"tokens": ["x"]})).await;
+            assert_eq!(r.0, 500);
+        }
+        let logs = String::from_utf8_lossy(&capture.bytes()).into_owned();
+        assert_eq!(
+            logs.matches("into_make_service_with_connect_info").count(),
+            1,
+            "{logs}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
