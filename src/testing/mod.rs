@@ -60,6 +60,7 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     key_fingerprint_claimed_once(&*store).await;
     prune_deletes_exactly_the_prunable(&*store).await;
     prune_honours_the_limit(&*store).await;
+    prune_drops_cached_verifications(Arc::clone(&store)).await;
     concurrent_updates_one_winner(store).await;
 }
 
@@ -720,6 +721,59 @@ pub async fn prune_honours_the_limit<S: TokenStore + ?Sized>(store: &S) {
             "conformance: every prunable record must be gone after the batches"
         );
     }
+}
+
+/// Pruning through a [`TokenManager`](crate::TokenManager) with a verification cache over
+/// this store: a token verified (and so cached) before it expired is, once pruned, unknown
+/// (not merely expired from a stale cache entry), and a live token still verifies. Runs in
+/// 2001 by the manager's clock, as the other pruning cases.
+pub async fn prune_drops_cached_verifications<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
+    use crate::expiry::{ExpiryPreset, ManualClock};
+    use crate::{IssueRequest, ServerKey, TokenManager, VerifyError};
+    let clock = ManualClock::new(at(2001, 1, 1));
+    let manager = must(
+        TokenManager::builder(Arc::clone(&store))
+            .server_key(ServerKey::generate())
+            .clock(clock.clone())
+            .cache(crate::cache::CacheConfig::new())
+            .audit_sink(crate::audit::NoopSink)
+            .build(),
+        "manager",
+    );
+    let owner = unique("owner");
+    let short = must(
+        manager
+            .issue(IssueRequest::new("short", owner.as_str()).expiry(ExpiryPreset::Days7))
+            .await,
+        "issue",
+    );
+    let live = must(
+        manager
+            .issue(IssueRequest::new("live", owner.as_str()).expiry(ExpiryPreset::Days90))
+            .await,
+        "issue",
+    );
+    must(manager.verify(short.expose_secret()).await, "verify");
+    clock.set(at(2001, 2, 1));
+    let report = must(
+        manager
+            .prune(std::time::Duration::from_secs(86_400), 100)
+            .await,
+        "prune",
+    );
+    assert_eq!(
+        report.deleted, 1,
+        "conformance: prune through the manager must delete the one expired token"
+    );
+    assert!(
+        matches!(
+            manager.verify(short.expose_secret()).await,
+            Err(VerifyError::Unknown)
+        ),
+        "conformance: a pruned token must be unknown, not served from the cache"
+    );
+    must(manager.verify(live.expose_secret()).await, "verify live");
+    must(store.delete(live.id()).await, "delete");
 }
 
 async fn insert_all<S: TokenStore + ?Sized>(store: &S, records: &[TokenRecord]) {
