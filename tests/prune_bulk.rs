@@ -247,3 +247,61 @@ async fn postgres_prunes_100k_records_in_batches_and_notifies() {
     .unwrap();
     assert_eq!(left, 0);
 }
+
+/// A prune on one instance reaches another instance's verification cache through
+/// `LISTEN`/`NOTIFY`: a token the other instance verified (and cached) before it expired
+/// becomes unknown there within the notification latency, long before the cache TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_reaches_another_instances_cache() {
+    let Some((schema, store_a)) = common::TestSchema::new().await else {
+        return;
+    };
+    let store_b = schema.store().await;
+    let clock = ManualClock::new(now());
+    let key = [5u8; 32];
+    let a = TokenManager::builder(store_a)
+        .server_key(ServerKey::from_bytes(key).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let b = TokenManager::builder(store_b.clone())
+        .server_key(ServerKey::from_bytes(key).unwrap())
+        .clock(clock.clone())
+        .cache(
+            keygate::cache::CacheConfig::new()
+                .ttl(StdDuration::from_secs(60))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let _listener = store_b
+        .spawn_invalidation_listener(b.clone())
+        .await
+        .unwrap();
+    let token = a
+        .issue(IssueRequest::new("short", "alice").expiry(ExpiryPreset::Days7))
+        .await
+        .unwrap();
+    b.verify(token.expose_secret()).await.unwrap();
+    clock.set(now() + chrono::Duration::days(30));
+    // From b's cache: the record is still there, and expired.
+    assert!(matches!(
+        b.verify(token.expose_secret()).await,
+        Err(keygate::VerifyError::Expired)
+    ));
+    assert_eq!(a.prune(DAY, BATCH).await.unwrap().deleted, 1);
+    let started = Instant::now();
+    loop {
+        match b.verify(token.expose_secret()).await {
+            Err(keygate::VerifyError::Unknown) => break,
+            Err(keygate::VerifyError::Expired) => {
+                assert!(
+                    started.elapsed() < StdDuration::from_secs(5),
+                    "the other instance still serves the pruned record from its cache"
+                );
+                tokio::time::sleep(StdDuration::from_millis(5)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
