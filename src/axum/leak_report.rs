@@ -34,8 +34,8 @@
 //!
 //! `POST {path}` with a JSON body `{"tokens": ["kg_...", ...]}`: at most
 //! [`LeakReport::max_tokens`] strings (default 20, at most
-//! [`MAX_LEAK_REPORT_TOKENS`]) of at most 1024 bytes
-//! each, in a body of at most 32 KiB. Each reported token that could still authenticate is
+//! [`MAX_LEAK_REPORT_TOKENS`]), in a body of at most 32 KiB; a string over 1024 bytes
+//! cannot be a token and is skipped (the answer is the same). Each reported token that could still authenticate is
 //! revoked by [`TokenManager::report_leaked`] (read it for the exact rule: disabled and
 //! expired tokens are revoked too, a retired secret past its grace revokes nothing), audited
 //! as `authn_token_leak_reported`, and passed to the application's [`LeakNotifier`] to tell
@@ -61,8 +61,8 @@
 //! Per client IP (an IPv6 client by its /64 network, which one host usually holds whole),
 //! with `governor`: a burst of [`LeakReport::per_minute`] requests (default 10), refilled at
 //! that rate. Beyond it: `429 Too Many Requests` with `Retry-After` in seconds, before the
-//! body is read. The state of IPs not seen for a minute is dropped as requests come, so it
-//! stays bounded by the recently active clients.
+//! body is read. Every 1024 requests, the state of clients whose quota is full again (not
+//! seen for about a minute) is dropped, so it stays bounded by the recently active clients.
 //!
 //! The client IP is the connection's peer address, from axum's
 //! `ConnectInfo<SocketAddr>`: serve the application with
