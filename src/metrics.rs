@@ -12,6 +12,7 @@
 //! | [`VERIFICATION_SECONDS`] | histogram | none |
 //! | [`STORE_SECONDS`] | histogram | `operation`: `find_by_digest`, `touch` |
 //! | [`CACHE_LOOKUPS`] | counter | `result`: `hit`, `miss` |
+//! | [`PRUNED_RECORDS`] | counter | none |
 
 /// Verifications by outcome: `outcome="valid"`, or the refusal's code (`unknown`,
 /// `expired`, `store_unavailable`, ...).
@@ -25,3 +26,5 @@ pub const STORE_SECONDS: &str = "keygate_store_operation_duration_seconds";
 /// Lookups in the verification cache, by result (the hit ratio is
 /// `hit / (hit + miss)`); none without a cache.
 pub const CACHE_LOOKUPS: &str = "keygate_cache_lookups_total";
+/// Records deleted by [`TokenManager::prune`](crate::TokenManager::prune).
+pub const PRUNED_RECORDS: &str = "keygate_pruned_records_total";

@@ -19,6 +19,7 @@ use chrono::{TimeZone, Utc};
 use keygate::audit::{AuditEvent, AuditKind};
 use keygate::expiry::ManualClock;
 use keygate::store::TokenStore;
+use keygate::store::outage::OutagePolicy;
 use keygate::{ExpiryPreset, IssueRequest, ServerKey, SqliteStore, TokenManager};
 
 const N: i64 = 100_000;
@@ -36,6 +37,13 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 type Events = Arc<Mutex<Vec<AuditEvent>>>;
+
+/// An outage policy that waits 10 s for a verification read.
+fn patient() -> OutagePolicy {
+    OutagePolicy::new()
+        .timeout(StdDuration::from_secs(10))
+        .unwrap()
+}
 
 fn manager(store: impl TokenStore + 'static, events: &Events) -> TokenManager {
     let sink = Arc::clone(events);
@@ -64,27 +72,43 @@ async fn prune_under_load(m: &TokenManager, events: &Events) -> (StdDuration, us
     assert_eq!(m.prunable(30 * DAY).await.unwrap(), N as u64);
     let done = Arc::new(AtomicBool::new(false));
     let load = {
-        let (m, done) = (m.clone(), Arc::clone(&done));
+        let (m, done, events) = (m.clone(), Arc::clone(&done), Arc::clone(events));
         tokio::spawn(async move {
             let (mut longest, mut ops) = (StdDuration::ZERO, 0);
+            let mut between_batches = false;
             while !done.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let t = m
                     .issue(IssueRequest::new("during", "bob").expiry(ExpiryPreset::Days7))
                     .await
-                    .unwrap();
-                m.verify(t.expose_secret()).await.unwrap();
+                    .expect("issue while pruning");
+                m.verify(t.expose_secret())
+                    .await
+                    .expect("verify while pruning");
                 longest = longest.max(started.elapsed());
                 ops += 1;
+                // Done after some batches and before the last: the prune let it through.
+                let batches = events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| matches!(e.kind, AuditKind::Pruned { .. }))
+                    .count() as u64;
+                between_batches |= batches > 0 && batches < N as u64 / BATCH;
                 tokio::time::sleep(StdDuration::from_millis(5)).await;
             }
-            (longest, ops)
+            (longest, ops, between_batches)
         })
     };
     events.lock().unwrap().clear();
     let report = m.prune(30 * DAY, BATCH).await.unwrap();
     done.store(true, Ordering::Relaxed);
-    let (longest, ops) = load.await.unwrap();
+    let (longest, ops, between_batches) = load.await.unwrap();
+    // No lock over the whole prune: writers ran between its batches.
+    assert!(
+        between_batches,
+        "no issue and verify completed between two batches"
+    );
     assert_eq!(report.deleted, N as u64);
     assert_eq!(report.batches, N as u64 / BATCH);
     let pruned: Vec<u64> = events
@@ -108,7 +132,12 @@ async fn prune_under_load(m: &TokenManager, events: &Events) -> (StdDuration, us
 async fn sqlite_prunes_100k_records_in_batches() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("keygate.db").display());
-    let store = SqliteStore::connect(&url).await.unwrap();
+    // This test is about batches, not outages: a verification waiting behind a batch on a
+    // loaded machine must not count as the database being down.
+    let store = SqliteStore::connect(&url)
+        .await
+        .unwrap()
+        .with_outage_policy(patient());
     store.migrate().await.unwrap();
     let pool = store.pool().clone();
     // Half revoked in 2020, half expired then; every record has a scope row, one in ten a
@@ -153,9 +182,6 @@ async fn sqlite_prunes_100k_records_in_batches() {
         started.elapsed()
     );
     assert!(ops > 0);
-    // A batch holds the write lock for one batch only: no writer waited for more than a
-    // fraction of the whole prune (one lock over all of it would make one wait it all).
-    assert!(longest < started.elapsed() / 3, "{longest:?}");
     for child in [
         "keygate_token_scopes",
         "keygate_token_retired_secrets",
@@ -181,6 +207,7 @@ async fn postgres_prunes_100k_records_in_batches_and_notifies() {
     let Some((schema, store)) = common::TestSchema::new().await else {
         return;
     };
+    let store = store.with_outage_policy(patient());
     let pool = store.pool().clone();
     sqlx::query(&format!(
         "INSERT INTO \"{s}\".keygate_tokens (id, name, description, owner, created_by, \
@@ -236,7 +263,6 @@ async fn postgres_prunes_100k_records_in_batches_and_notifies() {
         started.elapsed()
     );
     assert!(ops > 0);
-    assert!(longest < started.elapsed() / 3, "{longest:?}");
     assert_eq!(heard.await.unwrap(), N as usize);
     let left: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM \"{}\".keygate_tokens WHERE owner = 'bulk'",

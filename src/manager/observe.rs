@@ -57,3 +57,11 @@ pub(crate) fn cache_lookup(hit: bool) {
     #[cfg(not(feature = "metrics"))]
     let _ = hit;
 }
+
+/// A prune batch deleted `records`.
+pub(crate) fn pruned(records: u64) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(crate::metrics::PRUNED_RECORDS).increment(records);
+    #[cfg(not(feature = "metrics"))]
+    let _ = records;
+}

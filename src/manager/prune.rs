@@ -86,6 +86,7 @@ impl TokenManager {
             let deleted = self.inner.store.prune(cutoff, batch).await?;
             if deleted > 0 {
                 self.invalidate_all();
+                super::observe::pruned(deleted);
                 report.deleted += deleted;
                 report.batches += 1;
                 self.audit(

@@ -82,9 +82,13 @@ pub enum StoreOp {
     Touch,
     /// [`TokenStore::claim_key_fingerprint`].
     ClaimKeyFingerprint,
+    /// [`TokenStore::prune`].
+    Prune,
+    /// [`TokenStore::count_prunable`].
+    CountPrunable,
 }
 
-const OPS: usize = 8;
+const OPS: usize = 10;
 
 impl StoreOp {
     fn index(self) -> usize {
@@ -97,6 +101,8 @@ impl StoreOp {
             StoreOp::Touch => 5,
             StoreOp::FindByDigest => 6,
             StoreOp::ClaimKeyFingerprint => 7,
+            StoreOp::Prune => 8,
+            StoreOp::CountPrunable => 9,
         }
     }
 }
@@ -270,6 +276,16 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.inner
             .claim_key_fingerprint(key_version, fingerprint)
             .await
+    }
+
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        self.handle.enter(StoreOp::Prune).await?;
+        self.inner.prune(cutoff, limit).await
+    }
+
+    async fn count_prunable(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.handle.enter(StoreOp::CountPrunable).await?;
+        self.inner.count_prunable(cutoff).await
     }
 
     // `find_by_digest_ready` keeps its default (`None`): every lookup goes through
