@@ -111,6 +111,7 @@ fn record(i: usize, now: DateTime<Utc>) -> TokenRecord {
             digest: keygate::digest::Digest::from_bytes(digest),
             key_version: 1,
         },
+        allowed_ips: Vec::new(),
         retired: Vec::new(),
         last_used_at: None,
         version: 1,

@@ -60,4 +60,8 @@ pub enum AccessError {
     /// that expires).
     #[error("expiry beyond the acting token's own")]
     BeyondLifetime,
+    /// The requested allowed IP ranges are not each inside one of the acting token's own
+    /// (or lift the restriction altogether, from a restricted token).
+    #[error("allowed IP ranges beyond the acting token's own")]
+    IpsNotCovered,
 }

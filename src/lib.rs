@@ -115,6 +115,7 @@ pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod expiry;
+pub mod ip;
 pub mod manager;
 pub mod record;
 pub mod scope;

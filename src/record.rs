@@ -51,12 +51,13 @@ pub struct Limits {
     metadata_value: usize,
     bulk_ids: usize,
     request_body: usize,
+    allowed_ips: usize,
 }
 
 impl Default for Limits {
     /// 64 scopes, 256 projects, names of 128 characters, descriptions of 1024, owners of
     /// 128, 32 metadata entries (keys of 64 characters, values of 1024), 1000 tokens per
-    /// bulk call, request bodies of 64 KiB.
+    /// bulk call, request bodies of 64 KiB, 32 allowed IP ranges per token.
     fn default() -> Self {
         Limits {
             scopes: 64,
@@ -69,6 +70,7 @@ impl Default for Limits {
             metadata_value: 1024,
             bulk_ids: 1000,
             request_body: 64 * 1024,
+            allowed_ips: 32,
         }
     }
 }
@@ -121,6 +123,8 @@ limit_accessors! {
     bulk_ids, max_bulk_ids;
     /// Largest request body the admin API reads, in bytes.
     request_body, max_request_body_bytes;
+    /// Most allowed IP ranges ([`TokenRecord::allowed_ips`]) per token.
+    allowed_ips, max_allowed_ips;
 }
 
 impl Limits {
@@ -185,6 +189,10 @@ impl Limits {
         Self::check_count("scopes", scopes.len(), self.scopes)
     }
 
+    pub(crate) fn check_allowed_ips(&self, ips: &[crate::ip::IpNet]) -> Result<(), crate::Error> {
+        Self::check_count("allowed_ips", ips.len(), self.allowed_ips)
+    }
+
     pub(crate) fn check_projects(&self, projects: &Projects) -> Result<(), crate::Error> {
         match projects {
             Projects::All => Ok(()),
@@ -243,6 +251,9 @@ pub struct TokenView<'a> {
     pub projects: &'a Projects,
     /// Free-form metadata.
     pub metadata: &'a BTreeMap<String, String>,
+    /// The CIDR ranges the token may be used from; empty for any client.
+    #[cfg_attr(feature = "axum", schema(value_type = Vec<String>, example = json!(["10.0.0.0/8", "2001:db8::/32"])))]
+    pub allowed_ips: &'a [crate::ip::IpNet],
     /// Last successful verification (may lag by the touch interval).
     pub last_used_at: Option<DateTime<Utc>>,
     /// Until when the previous secret is still accepted, while a rotation's grace period runs.
@@ -270,6 +281,7 @@ impl<'a> TokenView<'a> {
             scopes: &r.scopes,
             projects: &r.projects,
             metadata: &r.metadata,
+            allowed_ips: &r.allowed_ips,
             last_used_at: r.last_used_at,
             previous_secret_valid_until: r
                 .retired

@@ -84,6 +84,7 @@ async fn pinned_record_verifies() {
             digest: keygate::digest::Digest::from_bytes(digest),
             key_version: 1,
         },
+        allowed_ips: Vec::new(),
         retired: Vec::new(),
         last_used_at: None,
         version: 1,

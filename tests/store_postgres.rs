@@ -61,7 +61,7 @@ async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     .fetch_all(store.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     // Version 4: the trigram index of the folded name (pg_trgm is available on the test
     // server).
     let trgm: Option<String> = sqlx::query_scalar(
@@ -505,7 +505,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
     .fetch_all(old.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
 
     let expected = keygate::TokenRecord {
         secret_issued_at: written.created_at,
@@ -572,4 +572,128 @@ async fn upgrade_from_version_1_keeps_rotated_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_from_version_2_keeps_rotated_tokens() {
     upgrade_keeps_rotated_tokens(2).await;
+}
+
+/// A schema at version 4 is upgraded to 6 by `migrate()`: its tokens keep every field and
+/// allow any client (`allowed_ips` empty), still verify, and take an allowlist afterwards,
+/// which the store then keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_4_adds_empty_allowlists() {
+    use keygate::{Projects, ScopeSet, TokenUpdate};
+    let Some((schema, current)) = TestSchema::new().await else {
+        return;
+    };
+    let old_schema = TestSchema {
+        url: schema.url.clone(),
+        name: format!("{}_old", schema.name),
+    };
+    let (s, o) = (&schema.name, &old_schema.name);
+    let pool = current.pool();
+    for sql in [
+        format!("CREATE SCHEMA \"{o}\""),
+        format!(
+            "CREATE TABLE \"{o}\".keygate_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+    ] {
+        sqlx::query(&sql).execute(pool).await.expect("old schema");
+    }
+    let scripts = [
+        (
+            1,
+            "create_tokens",
+            include_str!("../src/store/migrations/postgres/0001_create_tokens.sql"),
+        ),
+        (
+            2,
+            "index_digests",
+            include_str!("../src/store/migrations/postgres/0002_index_digests.sql"),
+        ),
+        (
+            3,
+            "retired_secrets",
+            include_str!("../src/store/migrations/postgres/0003_retired_secrets.sql"),
+        ),
+        (
+            4,
+            "index_names",
+            include_str!("../src/store/migrations/postgres/0004_index_names.sql"),
+        ),
+    ];
+    for (v, name, sql) in scripts {
+        sqlx::raw_sql(&sql.replace("{schema}", &format!("\"{o}\"")))
+            .execute(pool)
+            .await
+            .expect("old migration");
+        sqlx::query(&format!(
+            "INSERT INTO \"{o}\".keygate_schema_migrations (version, name) VALUES ($1, $2)"
+        ))
+        .bind(v as i64)
+        .bind(name)
+        .execute(pool)
+        .await
+        .expect("record old version");
+    }
+    let key = ServerKey::from_bytes([42u8; 32]).expect("key");
+    let manager_for = |store: &keygate::PostgresStore| {
+        TokenManager::builder(store.clone())
+            .server_key(key.clone())
+            .build()
+            .expect("manager")
+    };
+    let issued = manager_for(&current)
+        .issue(
+            IssueRequest::new("old", "alice")
+                .scopes(ScopeSet::parse(["reports:read"]).expect("scopes"))
+                .projects(Projects::only(["alpha"]).expect("projects")),
+        )
+        .await
+        .expect("issue");
+    let written = current
+        .get(issued.id())
+        .await
+        .expect("get")
+        .expect("record");
+    sqlx::query(&format!(
+        "INSERT INTO \"{o}\".keygate_tokens (id, name, description, owner, created_by, \
+         created_at, updated_at, secret_issued_at, expires_at, status, scopes, projects, \
+         metadata, digest, key_version, retired_digests, retired_key_versions, \
+         retired_valid_until, last_used_at, version) \
+         SELECT id, name, description, owner, created_by, created_at, updated_at, \
+         secret_issued_at, expires_at, status, scopes, projects, metadata, digest, \
+         key_version, retired_digests, retired_key_versions, retired_valid_until, \
+         last_used_at, version FROM \"{s}\".keygate_tokens"
+    ))
+    .execute(pool)
+    .await
+    .expect("write version-4 rows");
+
+    let old = old_schema.store().await;
+    old.migrate().await.expect("upgrade");
+    let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{o}\".keygate_schema_migrations ORDER BY version"
+    ))
+    .fetch_all(pool)
+    .await
+    .expect("read versions");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    let upgraded = old.get(issued.id()).await.expect("get").expect("record");
+    assert_eq!(
+        upgraded, written,
+        "every field survives; allowed_ips is empty"
+    );
+    let reader = manager_for(&old);
+    reader
+        .verify(issued.expose_secret())
+        .await
+        .expect("an upgraded token allows any client");
+    let ranges = keygate::ip::parse_list(["10.0.0.0/8", "2001:db8::/32"]).expect("ranges");
+    let changed = reader
+        .update(issued.id(), TokenUpdate::new().allowed_ips(ranges.clone()))
+        .await
+        .expect("restrict");
+    let stored = old.get(issued.id()).await.expect("get").expect("record");
+    assert_eq!(stored.allowed_ips, ranges);
+    assert_eq!(stored.version, changed.version);
+    keygate::testing::run_all(Arc::new(old.clone())).await;
 }

@@ -60,7 +60,7 @@ async fn connect_creates_the_file_and_migrate_is_idempotent() {
             .fetch_all(sqlite.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     // WAL mode, for concurrent readers and a writer.
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(sqlite.pool())
@@ -446,7 +446,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
             .fetch_all(old.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
 
     let expected = keygate::TokenRecord {
         secret_issued_at: written.created_at,
@@ -617,4 +617,121 @@ async fn a_reach_combines_with_the_scope_filter() {
         }
     }
     assert_eq!(seen, expected);
+}
+
+/// A database at schema version 4 is upgraded to 6 by `migrate()`: its tokens keep every
+/// field and allow any client (`allowed_ips` empty), still verify, and take an allowlist
+/// afterwards, which the store then keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_version_4_adds_empty_allowlists() {
+    use keygate::{Projects, ScopeSet, TokenUpdate};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("keygate.db").display());
+    let current = SqliteStore::connect(&url)
+        .await
+        .expect("connect")
+        .with_table_prefix("current_")
+        .expect("prefix");
+    current.migrate().await.expect("migrate current");
+    let key = ServerKey::from_bytes([42u8; 32]).expect("key");
+    let manager_for = |store: &SqliteStore| {
+        TokenManager::builder(store.clone())
+            .server_key(key.clone())
+            .build()
+            .expect("manager")
+    };
+    let issued = manager_for(&current)
+        .issue(
+            IssueRequest::new("old", "alice")
+                .scopes(ScopeSet::parse(["reports:read"]).expect("scopes"))
+                .projects(Projects::only(["alpha"]).expect("projects")),
+        )
+        .await
+        .expect("issue");
+    let written = current
+        .get(issued.id())
+        .await
+        .expect("get")
+        .expect("record");
+
+    let old = current
+        .clone()
+        .with_table_prefix("keygate_")
+        .expect("prefix");
+    let scripts = [
+        include_str!("../src/store/migrations/sqlite/0001_create_tokens.sql"),
+        include_str!("../src/store/migrations/sqlite/0002_index_digests.sql"),
+        include_str!("../src/store/migrations/sqlite/0003_retired_secrets.sql"),
+        include_str!("../src/store/migrations/sqlite/0004_index_names.sql"),
+    ];
+    sqlx::query(
+        "CREATE TABLE keygate_schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+         name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(old.pool())
+    .await
+    .expect("migrations table");
+    let names = [
+        "create_tokens",
+        "index_digests",
+        "retired_secrets",
+        "index_names",
+    ];
+    for (i, (sql, name)) in scripts.iter().zip(names).enumerate() {
+        sqlx::raw_sql(&sql.replace("{prefix}", "keygate_"))
+            .execute(old.pool())
+            .await
+            .expect("old migration");
+        sqlx::query(
+            "INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
+        )
+        .bind(i as i64 + 1)
+        .bind(name)
+        .execute(old.pool())
+        .await
+        .expect("record old version");
+    }
+    for sql in [
+        "INSERT INTO keygate_tokens (id, name, description, owner, created_by, created_at, \
+         updated_at, secret_issued_at, expires_at, status, all_projects, metadata, digest, \
+         key_version, last_used_at, version) \
+         SELECT id, name, description, owner, created_by, created_at, updated_at, \
+         secret_issued_at, expires_at, status, all_projects, metadata, digest, key_version, \
+         last_used_at, version FROM current_tokens",
+        "INSERT INTO keygate_token_scopes SELECT * FROM current_token_scopes",
+        "INSERT INTO keygate_token_projects SELECT * FROM current_token_projects",
+    ] {
+        sqlx::query(sql)
+            .execute(old.pool())
+            .await
+            .expect("write version-4 rows");
+    }
+
+    old.migrate().await.expect("upgrade");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keygate_schema_migrations ORDER BY version")
+            .fetch_all(old.pool())
+            .await
+            .expect("read versions");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    let upgraded = old.get(issued.id()).await.expect("get").expect("record");
+    assert_eq!(
+        upgraded, written,
+        "every field survives; allowed_ips is empty"
+    );
+    assert!(upgraded.allowed_ips.is_empty());
+    let reader = manager_for(&old);
+    reader
+        .verify(issued.expose_secret())
+        .await
+        .expect("an upgraded token allows any client");
+    let ranges = keygate::ip::parse_list(["10.0.0.0/8", "2001:db8::/32"]).expect("ranges");
+    let changed = reader
+        .update(issued.id(), TokenUpdate::new().allowed_ips(ranges.clone()))
+        .await
+        .expect("restrict");
+    let stored = old.get(issued.id()).await.expect("get").expect("record");
+    assert_eq!(stored.allowed_ips, ranges);
+    assert_eq!(stored.version, changed.version);
+    keygate::testing::run_all(Arc::new(old.clone())).await;
 }

@@ -896,6 +896,7 @@ fn field_of(e: &Error) -> &'static str {
             AccessError::ProjectsNotCovered | AccessError::ProjectDenied(_) => "projects",
             AccessError::OtherOwner => "owner",
             AccessError::BeyondLifetime => "expiry",
+            AccessError::IpsNotCovered => "allowed_ips",
         },
         _ => "form",
     }

@@ -5,9 +5,10 @@ use crate::token::TokenId;
 
 /// Why a presented token was not accepted.
 ///
-/// Every variant but [`VerifyError::Store`] means "this credential is not valid"; over HTTP
-/// they all become the same `401 invalid_token` so that callers learn nothing from the
-/// difference. Applications and audit logs get the precise reason.
+/// Every variant but [`VerifyError::Store`] and [`VerifyError::IpNotAllowed`] means "this
+/// credential is not valid"; over HTTP they all become the same `401 invalid_token` so that
+/// callers learn nothing from the difference. Applications and audit logs get the precise
+/// reason.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
@@ -36,15 +37,23 @@ pub enum VerifyError {
     /// to the audit sink as `authn_token_reuse`.
     #[error("token secret was rotated out")]
     RotatedOut,
+    /// The token is valid, but restricted to IP ranges
+    /// ([`TokenRecord::allowed_ips`](crate::TokenRecord::allowed_ips)) that do not hold the
+    /// client's address, or the client's address is unknown. Decided only after the digest
+    /// matched, so it says nothing about tokens that do not exist; over HTTP a 403
+    /// `ip_not_allowed`, reported to the audit sink as `authz_fail`.
+    #[error("client address not allowed for this token")]
+    IpNotAllowed,
     /// The store failed; nothing was decided. Fail closed.
     #[error("token store unavailable")]
     Store(#[source] StoreError),
 }
 
 impl VerifyError {
-    /// `true` for every "this credential is not valid" reason, `false` for store failures.
+    /// `true` for every "this credential is not valid" reason, `false` for store failures
+    /// and for a valid token refused by its IP allowlist.
     pub fn is_invalid_token(&self) -> bool {
-        !matches!(self, VerifyError::Store(_))
+        !matches!(self, VerifyError::Store(_) | VerifyError::IpNotAllowed)
     }
 
     /// A short, stable, lower-case code for logs and metrics (`"unknown"`, `"revoked"`, ...).
@@ -57,6 +66,7 @@ impl VerifyError {
             VerifyError::Disabled => "disabled",
             VerifyError::Expired => "expired",
             VerifyError::RotatedOut => "rotated_out",
+            VerifyError::IpNotAllowed => "ip_not_allowed",
             VerifyError::Store(_) => "store_unavailable",
         }
     }

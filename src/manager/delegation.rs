@@ -13,6 +13,11 @@
 //!   that outlives the actor needs a new expiry within the actor's. The
 //!   [`ExpiryPolicy`](crate::expiry::ExpiryPolicy) cap counts from issue or the last rotation
 //!   (`TokenRecord::secret_issued_at`), whatever updates happen.
+//! - **Request-time policy (IP ranges)**: a token restricted to client ranges
+//!   ([`TokenRecord::allowed_ips`](crate::TokenRecord::allowed_ips)) gives a token it creates
+//!   or updates only ranges each inside one of its own, never an empty list (any client);
+//!   an unrestricted token may set any list. Updates that leave the list alone are not
+//!   checked on this axis.
 //! - **Attribution**: `created_by` is `token:<actor id>`, set by keygate; a request that
 //!   names a creator is refused.
 //! - **Visibility**: sees only tokens it could have created itself as far as owner, scopes
@@ -34,6 +39,7 @@
 
 use crate::error::AccessError;
 use crate::expiry::Expiry;
+use crate::ip::IpNet;
 use crate::manager::VerifiedToken;
 use crate::scope::{Projects, Scope, ScopeSet};
 use crate::store::Reach;
@@ -45,6 +51,7 @@ pub(super) struct Grant<'a> {
     pub(super) scopes: Option<&'a ScopeSet>,
     pub(super) projects: Option<&'a Projects>,
     pub(super) expiry: Option<&'a Expiry>,
+    pub(super) allowed_ips: Option<&'a [IpNet]>,
 }
 
 impl<'a> Grant<'a> {
@@ -81,6 +88,12 @@ pub(super) fn check(actor: &VerifiedToken, grant: &Grant<'_>) -> Result<(), Acce
     }
     if grant.expiry.is_some_and(|e| !actor.expiry().covers(e)) {
         return Err(AccessError::BeyondLifetime);
+    }
+    if grant
+        .allowed_ips
+        .is_some_and(|ips| !crate::ip::covers(&actor.record().allowed_ips, ips))
+    {
+        return Err(AccessError::IpsNotCovered);
     }
     Ok(())
 }

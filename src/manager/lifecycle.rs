@@ -57,6 +57,8 @@ impl TokenManager {
         limits.check_metadata(&req.metadata)?;
         limits.check_scopes(&req.scopes)?;
         limits.check_projects(&req.projects)?;
+        limits.check_allowed_ips(&req.allowed_ips)?;
+        let allowed_ips = crate::ip::normalize(&req.allowed_ips);
         let now = self.micros_now();
         let expiry = match req.expiry {
             Some(preset) => preset.resolve(now)?,
@@ -75,6 +77,7 @@ impl TokenManager {
                 scopes: Some(&req.scopes),
                 projects: Some(&req.projects),
                 expiry: Some(&expiry),
+                allowed_ips: Some(&allowed_ips),
             };
             self.check_grant(actor, &grant)?;
         }
@@ -110,6 +113,7 @@ impl TokenManager {
             scopes: req.scopes,
             projects: req.projects,
             metadata: req.metadata,
+            allowed_ips,
             digest,
             retired: Vec::new(),
             last_used_at: None,
@@ -532,7 +536,8 @@ impl TokenManager {
         Ok(())
     }
 
-    /// Changes a token's name, description, scopes, projects, metadata or expiry. Revoked
+    /// Changes a token's name, description, scopes, projects, metadata, allowed IP ranges or
+    /// expiry. Revoked
     /// tokens cannot be changed. Invalid input changes nothing.
     ///
     /// A new expiry is checked against the policy's lifetime cap from
@@ -567,10 +572,15 @@ impl TokenManager {
         if let Some(p) = &change.projects {
             limits.check_projects(p)?;
         }
+        if let Some(ips) = &change.allowed_ips {
+            limits.check_allowed_ips(ips)?;
+        }
+        let allowed_ips = change.allowed_ips.as_deref().map(crate::ip::normalize);
         if let Some(actor) = actor {
             let grant = Grant {
                 scopes: change.scopes.as_ref(),
                 projects: change.projects.as_ref(),
+                allowed_ips: allowed_ips.as_deref(),
                 ..Grant::default()
             };
             self.check_grant(actor, &grant)?;
@@ -607,6 +617,9 @@ impl TokenManager {
                 }
                 if let Some(m) = &change.metadata {
                     r.metadata.clone_from(m);
+                }
+                if let Some(ips) = &allowed_ips {
+                    r.allowed_ips.clone_from(ips);
                 }
                 Ok(*r != before)
             })

@@ -22,6 +22,7 @@ pub use prune::{DEFAULT_PRUNE_BATCH, PruneReport};
 pub(crate) use requests::{IssueRequest, RotateRequest, TokenUpdate};
 pub(crate) use token_manager::TokenManager;
 pub(crate) use tokens::{IssuedToken, VerifiedToken};
+pub use verify::VerifyContext;
 
 use token_manager::Inner;
 use touch::Toucher;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::expiry::ExpiryPreset;
+use crate::ip::IpNet;
 use crate::scope::{Projects, ScopeSet};
 use crate::token::TokenId;
 
@@ -38,6 +39,11 @@ pub struct IssueRequest {
     /// Metadata (at most 32 entries by default).
     #[cfg_attr(feature = "serde", serde(default))]
     pub metadata: BTreeMap<String, String>,
+    /// The client ranges the token may be used from (default: empty, any client). Stored
+    /// normalised (see [`crate::ip`]); at most 32 by default. Acting as a restricted token,
+    /// each range must lie inside one of the actor's own.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub allowed_ips: Vec<IpNet>,
     /// Expiry. `None` (the default): 30 days, or, acting as a token that expires sooner,
     /// that token's own expiry.
     #[cfg_attr(feature = "serde", serde(default))]
@@ -66,6 +72,7 @@ impl IssueRequest {
             scopes: ScopeSet::new(),
             projects: Projects::All,
             metadata: BTreeMap::new(),
+            allowed_ips: Vec::new(),
             expiry: None,
             enabled: true,
         }
@@ -110,6 +117,12 @@ impl IssueRequest {
     /// Sets the expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+
+    /// Restricts the token to clients inside these ranges (see [`crate::ip`]).
+    pub fn allowed_ips(mut self, ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_ips = ranges.into_iter().collect();
         self
     }
 
@@ -188,6 +201,9 @@ pub struct TokenUpdate {
     pub metadata: Option<BTreeMap<String, String>>,
     /// New expiry.
     pub expiry: Option<ExpiryPreset>,
+    /// New allowed client ranges (replacing the old list; an empty list lifts the
+    /// restriction, which a restricted acting token may not do).
+    pub allowed_ips: Option<Vec<IpNet>>,
     /// The record version the caller read; another stored version refuses the change with
     /// [`Error::VersionMismatch`](crate::Error::VersionMismatch). `None`: change whatever version is stored.
     pub expected_version: Option<u64>,
@@ -226,6 +242,11 @@ impl TokenUpdate {
     /// Sets the expiry.
     pub fn expiry(mut self, expiry: ExpiryPreset) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+    /// Replaces the allowed client ranges (empty: any client).
+    pub fn allowed_ips(mut self, ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_ips = Some(ranges.into_iter().collect());
         self
     }
     /// Applies the change only if the stored record is at `version`.

@@ -1,4 +1,23 @@
 //! Verification: parse, look up by digest, decide, in one fixed order.
+//!
+//! The order, encoded here and nowhere else:
+//!
+//! 1. **format**: length bound and parse ([`VerifyError::Malformed`]);
+//! 2. **checksum** ([`VerifyError::BadChecksum`]); no store access before this point;
+//! 3. **lookup** by the keyed digest under each server-key version, then a constant-time
+//!    comparison with the id and key version ([`VerifyError::Unknown`] for an unknown id
+//!    and a wrong secret alike);
+//! 4. **status**: revoked, disabled;
+//! 5. **expiry**, then a rotated-out secret past its **grace** period;
+//! 6. **client IP** against the token's allowlist ([`VerifyError::IpNotAllowed`]; only
+//!    reachable once the digest matched, so it is no oracle for whether a token exists; a
+//!    restricted token and no known client address fails closed);
+//! 7. **scope** and project: [`TokenManager::authorize`] and the HTTP layers, on the
+//!    [`VerifiedToken`] this returns; the request-time policies still to come (rate limit,
+//!    quota) belong after the IP check, in [`TokenManager::verify_with`], so that a refused
+//!    request never spends them;
+//! 8. only then the side effects: re-hash under the current server key, `last_used_at`,
+//!    caching.
 
 use std::sync::Arc;
 
@@ -26,14 +45,55 @@ impl TokenManager {
     /// ([`VerifyError::Unknown`]), with the same work. A store failure is
     /// [`VerifyError::Store`], never "invalid". Failures are reported to the audit sink as
     /// `authn_login_fail` (and `authn_token_reuse` for a rotated-out secret).
+    ///
+    /// Without a client address, a token restricted to IP ranges is refused with
+    /// [`VerifyError::IpNotAllowed`]; use [`verify_with`](Self::verify_with) to pass it.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        self.verify_with(token, &VerifyContext::new()).await
+    }
+
+    /// Verifies a presented token string for a request described by `ctx` (its client
+    /// address), in the order of [`verify`](Self::verify) and then the token's request-time
+    /// policy: a client outside the token's [`allowed_ips`](crate::TokenRecord::allowed_ips),
+    /// or an unknown client for a restricted token, is [`VerifyError::IpNotAllowed`],
+    /// reported as `authz_fail` with the reason `ip_not_allowed`; `last_used_at` is not
+    /// touched then.
+    ///
+    /// ```
+    /// # use keygate::{IssueRequest, MemoryStore, ServerKey, TokenManager, VerifyError};
+    /// # use keygate::manager::VerifyContext;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = TokenManager::builder(MemoryStore::new()).server_key(ServerKey::generate()).build()?;
+    /// let issued = manager
+    ///     .issue(IssueRequest::new("ci", "alice").allowed_ips(["10.0.0.0/8".parse()?]))
+    ///     .await?;
+    /// let inside = VerifyContext::new().client_ip("10.1.2.3".parse()?);
+    /// assert!(manager.verify_with(issued.expose_secret(), &inside).await.is_ok());
+    /// let outside = VerifyContext::new().client_ip("192.0.2.1".parse()?);
+    /// assert!(matches!(
+    ///     manager.verify_with(issued.expose_secret(), &outside).await,
+    ///     Err(VerifyError::IpNotAllowed)
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn verify_with(
+        &self,
+        token: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedToken, VerifyError> {
         let started = observe::start();
-        let result = self.verify_presented(token).await;
+        let result = self.verify_presented(token, ctx).await;
         observe::verification(started, &result);
         result
     }
 
-    async fn verify_presented(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+    async fn verify_presented(
+        &self,
+        token: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedToken, VerifyError> {
         let parsed = match self.inner.format.parse(token) {
             Ok(p) => p,
             Err(e) => {
@@ -43,14 +103,19 @@ impl TokenManager {
         };
         // The id is borrowed from the presented string; it is copied only to report a
         // failure, so a valid verification allocates nothing.
-        let result = self.verify_parsed(parsed.id(), parsed.secret()).await;
+        let result = self.verify_parsed(parsed.id(), parsed.secret(), ctx).await;
         if let Err(e) = &result {
             self.audit_verify_failure(Some(TokenId::from_parsed(&parsed)), e);
         }
         result
     }
 
-    async fn verify_parsed(&self, id: &str, secret: &str) -> Result<VerifiedToken, VerifyError> {
+    async fn verify_parsed(
+        &self,
+        id: &str,
+        secret: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedToken, VerifyError> {
         // The token is found by its digest, not by its id: an unknown id and a wrong secret
         // are then the same miss, doing the same work. One digest per server-key version,
         // the current key first; a valid token stops at the version it was stored under.
@@ -59,7 +124,10 @@ impl TokenManager {
                 continue;
             };
             if let Some(found) = self.find(&digest).await? {
-                if let Some(result) = self.check_found(id, secret, version, &digest, found).await {
+                if let Some(result) = self
+                    .check_found(id, secret, version, &digest, found, ctx)
+                    .await
+                {
                     return result;
                 }
             }
@@ -116,6 +184,7 @@ impl TokenManager {
         version: u32,
         digest: &Digest,
         found: Found,
+        ctx: &VerifyContext,
     ) -> Option<Result<VerifiedToken, VerifyError>> {
         let inner = &*self.inner;
         let record = found.record;
@@ -149,6 +218,11 @@ impl TokenManager {
         let via_previous = !cur_match;
         if via_previous && retired.is_none_or(|p| now >= p.valid_until) {
             return Some(Err(VerifyError::RotatedOut));
+        }
+        // Request-time policy, after everything that decides whether the credential is
+        // valid and before anything with a side effect.
+        if !crate::ip::allows(&record.allowed_ips, ctx.client_ip) {
+            return Some(Err(VerifyError::IpNotAllowed));
         }
 
         if cur_match && version != inner.keyring.current_version() {
@@ -187,6 +261,18 @@ impl TokenManager {
 
     fn audit_verify_failure(&self, id: Option<TokenId>, e: &VerifyError) {
         let now = self.now();
+        if matches!(e, VerifyError::IpNotAllowed) {
+            // A valid credential refused by its policy: an authorization failure.
+            let mut event = AuditEvent::new(
+                AuditKind::AccessDenied {
+                    missing: e.code().to_owned(),
+                },
+                now,
+            );
+            event.token_id = id;
+            self.audit(event);
+            return;
+        }
         let reuse = matches!(e, VerifyError::RotatedOut).then(|| id.clone());
         let mut event = AuditEvent::new(AuditKind::VerifyFailed { reason: e.code() }, now);
         event.token_id = id;
@@ -234,4 +320,26 @@ impl TokenManager {
 struct Found {
     record: Arc<TokenRecord>,
     fresh: Option<(u64, std::time::Instant)>,
+}
+
+/// What verification knows about the request besides the token: its client address, for
+/// the token's IP allowlist (see [`TokenManager::verify_with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyContext {
+    /// The client's address; `None` when unknown (a restricted token then fails closed).
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl VerifyContext {
+    /// No client address known.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the client address.
+    pub fn client_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.client_ip = Some(ip);
+        self
+    }
 }

@@ -93,6 +93,11 @@ pub struct TokenRecord {
     pub projects: Projects,
     /// Free-form string metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The client addresses the token may be used from (see [`crate::ip`]): empty for any
+    /// client, else only from inside one of these ranges, stored normalised (each range
+    /// truncated to its network address, sorted, without duplicates).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub allowed_ips: Vec<crate::ip::IpNet>,
     /// Digest of the current secret and its key version.
     pub digest: StoredDigest,
     /// Secrets replaced by rotations, newest first, at most [`MAX_RETIRED_SECRETS`](super::MAX_RETIRED_SECRETS). A

@@ -13,11 +13,12 @@ use super::outage::{Breaker, OutagePolicy, pool_probe};
 use super::sql::{
     Dialect, HISTORY, TokenRow, apply_migrations, bad_row, check_ident, claim_fingerprint, col,
     conflict_or_not_found, digest_of, fetch_page, fetch_record, insert_error, key_version_from_i64,
-    push_filter, push_page, split_scopes, version_from_i64, version_to_i64,
+    parse_allowed_ips, push_filter, push_page, split_scopes, version_from_i64, version_to_i64,
 };
 use super::{Page, PageRequest, Reach, TokenFilter};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
+use crate::ip::IpNet;
 use crate::manager::TokenManager;
 use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
@@ -128,7 +129,8 @@ struct Statements {
 
 const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
     secret_issued_at, expires_at, status, scopes, projects, metadata, digest, key_version, \
-    retired_digests, retired_key_versions, retired_valid_until, last_used_at, version";
+    retired_digests, retired_key_versions, retired_valid_until, last_used_at, version, \
+    allowed_ips";
 
 impl Statements {
     fn new(schema: &str) -> Self {
@@ -148,7 +150,7 @@ impl Statements {
             ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
             ),
             // The compare-and-swap and its notification, in one statement.
             update: format!(
@@ -157,7 +159,8 @@ impl Statements {
                  expires_at = $9, status = $10, scopes = $11, projects = $12, metadata = $13, \
                  digest = $14, key_version = $15, retired_digests = $16, \
                  retired_key_versions = $17, retired_valid_until = $18, \
-                 last_used_at = GREATEST(last_used_at, $19), version = version + 1 \
+                 last_used_at = GREATEST(last_used_at, $19), version = version + 1, \
+                 allowed_ips = $22 \
                  WHERE id = $1 AND version = $20 RETURNING id, version) \
                  SELECT u.version, pg_notify($21, u.id)::text AS notified FROM u"
             ),
@@ -511,6 +514,10 @@ impl TokenRow for PgRow {
         }
     }
 
+    fn allowed_ips(&self) -> Result<Vec<IpNet>, StoreError> {
+        parse_allowed_ips(col::<_, Vec<String>>(self, "allowed_ips")?)
+    }
+
     fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError> {
         let digests = col::<_, Vec<Vec<u8>>>(self, "retired_digests")?;
         let key_versions = col::<_, Vec<i64>>(self, "retired_key_versions")?;
@@ -566,6 +573,11 @@ fn push_reach(q: &mut QueryBuilder<'_, Postgres>, reach: &Reach) {
     }
 }
 
+/// The allowed IP ranges as bound (`$21` of an insert, `$22` of an update): their text forms.
+fn ip_texts(r: &TokenRecord) -> Vec<String> {
+    r.allowed_ips.iter().map(ToString::to_string).collect()
+}
+
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds `$1` (id) to `$19` (last_used_at), the order of [`COLUMNS`] up to `version`.
@@ -619,6 +631,7 @@ impl Dialect for Postgres {
         include_str!("migrations/postgres/0003_retired_secrets.sql"),
         include_str!("migrations/postgres/0004_index_names.sql"),
         include_str!("migrations/postgres/0005_server_keys.sql"),
+        include_str!("migrations/postgres/0006_allowed_ips.sql"),
     ];
     const PLACEHOLDER: &'static str = "{schema}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
@@ -636,6 +649,7 @@ impl PostgresStore {
         let version = version_to_i64(record.version)?;
         bind_record(sqlx::query(&self.sql.insert), record)
             .bind(version)
+            .bind(ip_texts(record))
             .execute(&self.pool)
             .await
             .map_err(insert_error)?;
@@ -663,6 +677,7 @@ impl PostgresStore {
         let row = bind_record(sqlx::query(&self.sql.update), record)
             .bind(expected)
             .bind(&self.sql.channel)
+            .bind(ip_texts(record))
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::backend)?;

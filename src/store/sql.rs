@@ -44,6 +44,7 @@ use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
 use crate::expiry::Expiry;
+use crate::ip::IpNet;
 use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{Projects, ScopeSet};
 use crate::token::TokenId;
@@ -82,12 +83,13 @@ pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static
 /// script per entry ([`Dialect::MIGRATIONS`]), embedded, holding [`Dialect::PLACEHOLDER`]
 /// for the table prefix or schema, which is replaced by a validated identifier before it
 /// runs. Migrations are history: a change to the schema is a new entry, never an edit.
-pub(crate) const HISTORY: [(i64, &str); 5] = [
+pub(crate) const HISTORY: [(i64, &str); 6] = [
     (1, "create_tokens"),
     (2, "index_digests"),
     (3, "retired_secrets"),
     (4, "index_names"),
     (5, "server_keys"),
+    (6, "allowed_ips"),
 ];
 
 /// The database records a schema version this build does not know: refuse to touch it.
@@ -231,6 +233,26 @@ pub(crate) trait TokenRow: Columns {
     fn projects(&self) -> Result<Projects, StoreError>;
     /// The token's retired secrets, newest first.
     fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError>;
+    /// The token's allowed IP ranges, as stored (normalised).
+    fn allowed_ips(&self) -> Result<Vec<IpNet>, StoreError>;
+}
+
+/// Allowed IP ranges from their stored text forms; anything else (or a range that is not
+/// normalised, which keygate never writes) is the column's [`bad_row`].
+pub(crate) fn parse_allowed_ips<I, S>(items: I) -> Result<Vec<IpNet>, StoreError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let list = items
+        .into_iter()
+        .map(|s| s.as_ref().parse::<IpNet>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad_row("allowed_ips"))?;
+    if crate::ip::normalize(&list) != list {
+        return Err(bad_row("allowed_ips"));
+    }
+    Ok(list)
 }
 
 /// Decodes a token row; a value keygate cannot read is its column's [`bad_row`], never a
@@ -249,6 +271,7 @@ fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
         key_version: key_version_from_i64(row.int("key_version")?, "key_version")?,
     };
     let retired = row.retired()?;
+    let allowed_ips = row.allowed_ips()?;
     Ok(TokenRecord {
         id,
         name: row.text("name")?.to_owned(),
@@ -263,6 +286,7 @@ fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
         scopes,
         projects,
         metadata,
+        allowed_ips,
         digest,
         retired,
         last_used_at: row.opt_instant("last_used_at")?,

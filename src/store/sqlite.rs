@@ -18,11 +18,13 @@ use super::outage::{Breaker, OutagePolicy, pool_probe};
 use super::sql::{
     Dialect, HISTORY, RangeError, TokenRow, apply_migrations, bad_row, check_ident,
     claim_fingerprint, col, conflict_or_not_found, digest_of, fetch_page, fetch_record,
-    insert_error, key_version_from_i64, push_filter, push_page, split_scopes, version_to_i64,
+    insert_error, key_version_from_i64, parse_allowed_ips, push_filter, push_page, split_scopes,
+    version_to_i64,
 };
 use super::{Page, PageRequest, Reach, TokenFilter};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
+use crate::ip::IpNet;
 use crate::record::{RetiredSecret, TokenRecord};
 use crate::scope::{ProjectId, Projects, Scope, ScopeSet};
 use crate::token::TokenId;
@@ -131,7 +133,7 @@ impl Statements {
         let select = format!(
             "SELECT o.id, o.name, o.description, o.owner, o.created_by, o.created_at, \
              o.updated_at, o.secret_issued_at, o.expires_at, o.status, o.all_projects, \
-             o.metadata, o.digest, o.key_version, o.last_used_at, o.version, \
+             o.metadata, o.digest, o.key_version, o.last_used_at, o.version, o.allowed_ips, \
              (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = o.id) \
              AS scopes, \
              (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = o.id) \
@@ -164,8 +166,8 @@ impl Statements {
             insert: format!(
                 "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
                  updated_at, secret_issued_at, expires_at, status, all_projects, metadata, \
-                 digest, key_version, last_used_at, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 digest, key_version, allowed_ips, last_used_at, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             insert_scope: format!(
                 "INSERT INTO {scopes} (token_id, scope, created_at) VALUES (?, ?, ?)"
@@ -181,6 +183,7 @@ impl Statements {
                 "UPDATE {tokens} SET name = ?, description = ?, owner = ?, created_by = ?, \
                  created_at = ?, updated_at = ?, secret_issued_at = ?, expires_at = ?, \
                  status = ?, all_projects = ?, metadata = ?, digest = ?, key_version = ?, \
+                 allowed_ips = ?, \
                  last_used_at = max(coalesce(?, last_used_at), coalesce(last_used_at, ?)), \
                  version = version + 1 \
                  WHERE id = ? AND version = ?"
@@ -558,6 +561,11 @@ impl TokenRow for SqliteRow {
             .map_err(|_| bad_row("project"))
     }
 
+    fn allowed_ips(&self) -> Result<Vec<IpNet>, StoreError> {
+        let list: Json<Vec<String>> = col(self, "allowed_ips")?;
+        parse_allowed_ips(&list.0)
+    }
+
     fn retired(&self) -> Result<Vec<RetiredSecret>, StoreError> {
         // `[[hex digest, key version, valid until], ...]` in position order.
         let retired: Json<Vec<(String, i64, i64)>> = col(self, "retired")?;
@@ -596,6 +604,12 @@ fn bind_record<'q>(q: SqliteQuery<'q>, r: &'q TokenRecord) -> SqliteQuery<'q> {
         .bind(Json(&r.metadata))
         .bind(&r.digest.digest.as_bytes()[..])
         .bind(i64::from(r.digest.key_version))
+        .bind(Json(
+            r.allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        ))
 }
 
 impl Dialect for Sqlite {
@@ -611,6 +625,7 @@ impl Dialect for Sqlite {
         include_str!("migrations/sqlite/0003_retired_secrets.sql"),
         include_str!("migrations/sqlite/0004_index_names.sql"),
         include_str!("migrations/sqlite/0005_server_keys.sql"),
+        include_str!("migrations/sqlite/0006_allowed_ips.sql"),
     ];
     const PLACEHOLDER: &'static str = "{prefix}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \

@@ -61,6 +61,7 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     prune_deletes_exactly_the_prunable(&*store).await;
     prune_honours_the_limit(&*store).await;
     prune_drops_cached_verifications(Arc::clone(&store)).await;
+    allowed_ips_round_trip(&*store).await;
     concurrent_updates_one_winner(store).await;
 }
 
@@ -110,6 +111,10 @@ fn scope(s: &str) -> Scope {
     must(Scope::new(s), "scope literal")
 }
 
+fn ips(list: &[&str]) -> Vec<crate::ip::IpNet> {
+    must(crate::ip::parse_list(list), "IP range literals")
+}
+
 /// A record owned by `owner` with every field set to a non-default value.
 pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
     let id = must(TokenId::new(unique(&format!("t{n}"))), "generated id");
@@ -132,6 +137,7 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
             .collect::<ScopeSet>(),
         projects: must(Projects::only(["alpha", "beta"]), "projects literal"),
         metadata,
+        allowed_ips: ips(&["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]),
         digest: digest(n as u8),
         retired: vec![
             RetiredSecret {
@@ -171,6 +177,7 @@ pub async fn insert_then_get_round_trips<S: TokenStore + ?Sized>(store: &S) {
     minimal.scopes = ScopeSet::new();
     minimal.projects = Projects::All;
     minimal.metadata.clear();
+    minimal.allowed_ips.clear();
     minimal.retired = Vec::new();
     minimal.last_used_at = None;
     must(store.insert(&minimal).await, "insert minimal");
@@ -191,6 +198,38 @@ pub async fn insert_then_get_round_trips<S: TokenStore + ?Sized>(store: &S) {
         Some(&empty_projects),
         "conformance: insert/get: an empty project list must stay distinct from all projects"
     );
+}
+
+/// `insert` / `update` / `get`: every field round-trips, here the allowed IP ranges
+/// (IPv4 and IPv6, a host range, the whole address space), through an update that changes
+/// the list and one that empties it.
+pub async fn allowed_ips_round_trip<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let mut r = sample_record(&owner, 1, base_time());
+    r.allowed_ips = ips(&["0.0.0.0/0", "::1/128", "fd00::/8", "203.0.113.0/24"]);
+    must(store.insert(&r).await, "insert");
+    let got = must(store.get(&r.id).await, "get");
+    assert_eq!(
+        got.as_ref().map(|g| &g.allowed_ips),
+        Some(&r.allowed_ips),
+        "conformance: allowed_ips must round-trip through insert/get"
+    );
+    for list in [ips(&["2001:db8:1::/48"]), Vec::new()] {
+        r.allowed_ips = list;
+        r.version = must(store.update(&r).await, "update allowed_ips");
+        let got = must(store.get(&r.id).await, "get");
+        assert_eq!(
+            got.as_deref(),
+            Some(&r),
+            "conformance: an update must replace allowed_ips (also with an empty list)"
+        );
+        let found = must(store.find_by_digest(&r.digest.digest).await, "find");
+        assert_eq!(
+            found.as_deref(),
+            Some(&r),
+            "conformance: find_by_digest must return allowed_ips as written"
+        );
+    }
 }
 
 /// `insert`: "Returns `Err(StoreError::AlreadyExists)` if a record with the same id exists;
