@@ -164,10 +164,11 @@ where
             }
             Err(r) => return Box::pin(std::future::ready(Ok(refuse(r)))),
         };
+        let client_ip = config.client_ip(req.headers(), req.extensions());
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let Shared { manager, config } = &*shared;
-            let verified = match config.verify(manager, &credential).await {
+            let verified = match config.verify(manager, &credential, client_ip).await {
                 Ok(v) => v,
                 Err(r) => return Ok(refuse(r)),
             };

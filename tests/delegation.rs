@@ -11,6 +11,8 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, SubsecRound, Utc};
+use keygate::ip::IpNet;
+use keygate::manager::VerifyContext;
 use keygate::record::Limits;
 use keygate::{
     Error, ExpiryPreset, IssueRequest, IssuedToken, MemoryStore, Projects, RotateRequest, ScopeSet,
@@ -427,6 +429,11 @@ async fn sizes_are_bounded_for_everyone_and_nothing_is_written() {
             "metadata value",
             IssueRequest::new("x", "a").metadata("k", "v".repeat(1025)),
         ),
+        (
+            "allowed_ips",
+            IssueRequest::new("x", "a")
+                .allowed_ips((0..33u8).map(|i| format!("10.{i}.0.0/16").parse::<IpNet>().unwrap())),
+        ),
     ];
     for (field, req) in cases {
         match f.manager.issue(req).await {
@@ -788,4 +795,162 @@ async fn route_names_are_reserved_ids() {
         .issue(IssueRequest::new("x", "a").id(TokenId::new("selfie").unwrap()))
         .await
         .unwrap();
+}
+
+// ----- request-time policy: IP ranges ------------------------------------------------------
+
+fn nets(s: &[&str]) -> Vec<IpNet> {
+    keygate::ip::parse_list(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_restricted_to_ranges_never_widens_them() {
+    let f = fixture();
+    let restricted = f
+        .manager
+        .issue(
+            IssueRequest::new("ops", "alice")
+                .scopes(scopes(&["tokens:write", "projects:read"]))
+                .expiry(ExpiryPreset::Never)
+                .allowed_ips(nets(&["10.0.0.0/8", "2001:db8::/32"])),
+        )
+        .await
+        .unwrap();
+    let ctx = VerifyContext::new().client_ip("10.9.8.7".parse().unwrap());
+    let actor = f
+        .manager
+        .verify_with(restricted.expose_secret(), &ctx)
+        .await
+        .unwrap();
+    let as_actor = f.manager.acting_as(&actor);
+    let req = |ips: &[&str]| {
+        IssueRequest::new("child", "alice")
+            .scopes(scopes(&["projects:read"]))
+            .expiry(ExpiryPreset::Days7)
+            .allowed_ips(nets(ips))
+    };
+
+    // Without the rule (the manager itself), anything goes, unrestricted included.
+    f.manager.issue(req(&[])).await.unwrap();
+    f.manager.issue(req(&["0.0.0.0/0"])).await.unwrap();
+    // The restricted actor: an unrestricted child, a wider range, a range outside its own,
+    // or one good range next to a bad one, are escalations.
+    for wider in [
+        &[][..],
+        &["0.0.0.0/0"],
+        &["11.0.0.0/8"],
+        &["10.0.0.0/7"],
+        &["10.1.0.0/16", "192.0.2.0/24"],
+        &["2001:db8::/31"],
+    ] {
+        escalation(as_actor.issue(req(wider)).await, AccessError::IpsNotCovered);
+    }
+    // Inside its own ranges: fine, and stored normalised.
+    let child = as_actor
+        .issue(req(&["10.1.2.3/16", "2001:db8:1::/48"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        child.record().allowed_ips,
+        nets(&["10.1.0.0/16", "2001:db8:1::/48"])
+    );
+    // Updates: narrowing inside its ranges works; lifting the restriction or widening is
+    // refused and changes nothing; an update that leaves the list alone is not checked.
+    let id = child.id().clone();
+    as_actor
+        .update(&id, TokenUpdate::new().allowed_ips(nets(&["10.1.1.0/24"])))
+        .await
+        .unwrap();
+    for wider in [&[][..], &["0.0.0.0/0"], &["172.16.0.0/12"]] {
+        escalation(
+            as_actor
+                .update(&id, TokenUpdate::new().allowed_ips(nets(wider)))
+                .await,
+            AccessError::IpsNotCovered,
+        );
+    }
+    as_actor
+        .update(&id, TokenUpdate::new().name("renamed"))
+        .await
+        .unwrap();
+    let stored = f.manager.get(&id).await.unwrap();
+    assert_eq!(stored.allowed_ips, nets(&["10.1.1.0/24"]));
+    assert_eq!(stored.name, "renamed");
+
+    // An unrestricted actor may set any list, and lift one.
+    let free = f
+        .actor(
+            "alice",
+            &["tokens:write", "projects:read"],
+            ExpiryPreset::Never,
+        )
+        .await;
+    let as_free = f.manager.acting_as(&free);
+    as_free
+        .update(&id, TokenUpdate::new().allowed_ips(Vec::new()))
+        .await
+        .unwrap();
+    assert!(f.manager.get(&id).await.unwrap().allowed_ips.is_empty());
+    as_free.issue(req(&["0.0.0.0/0", "::/0"])).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ip_refusal_comes_after_the_digest_and_audits_authz_fail() {
+    let f = fixture();
+    let issued = f
+        .manager
+        .issue(IssueRequest::new("ci", "alice").allowed_ips(nets(&["192.0.2.0/24", "::1/128"])))
+        .await
+        .unwrap();
+    let at = |ip: &str| VerifyContext::new().client_ip(ip.parse().unwrap());
+    let secret = issued.expose_secret();
+    f.manager
+        .verify_with(secret, &at("192.0.2.9"))
+        .await
+        .unwrap();
+    f.manager.verify_with(secret, &at("::1")).await.unwrap();
+    f.manager
+        .verify_with(secret, &at("::ffff:192.0.2.9"))
+        .await
+        .unwrap();
+    for refused in [
+        f.manager.verify_with(secret, &at("198.51.100.1")).await,
+        f.manager.verify_with(secret, &at("::2")).await,
+        // No known client address: a restricted token fails closed.
+        f.manager.verify(secret).await,
+    ] {
+        assert!(
+            matches!(refused, Err(VerifyError::IpNotAllowed)),
+            "{refused:?}"
+        );
+    }
+    // A wrong secret from a foreign address is unknown, not an IP refusal: no oracle.
+    let mut wrong = secret.to_owned();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    let r = f.manager.verify_with(&wrong, &at("198.51.100.1")).await;
+    assert!(
+        matches!(
+            r,
+            Err(VerifyError::Malformed | VerifyError::BadChecksum | VerifyError::Unknown)
+        ),
+        "{r:?}"
+    );
+    // A revoked token is revoked whatever the address (status comes first).
+    f.manager.revoke(issued.id()).await.unwrap();
+    let r = f.manager.verify_with(secret, &at("198.51.100.1")).await;
+    assert!(matches!(r, Err(VerifyError::Revoked)), "{r:?}");
+
+    let events = f.events.lock().unwrap();
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(&e.kind, AuditKind::AccessDenied { missing } if missing == "ip_not_allowed"))
+        .collect();
+    assert_eq!(denied.len(), 3, "{events:?}");
+    assert!(
+        denied
+            .iter()
+            .all(|e| e.token_id.as_ref() == Some(issued.id()))
+    );
+    assert_eq!(denied[0].kind.owasp_name(), "authz_fail");
 }

@@ -51,7 +51,6 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use ::axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
-use ::axum::http::HeaderMap;
 use ::axum::http::request::Parts;
 use ::axum::response::{IntoResponse, Response};
 
@@ -120,12 +119,16 @@ impl Keygate {
         )
     }
 
-    /// Reads and verifies the credential of a request: `Ok(None)` without one.
+    /// Reads and verifies the credential of a request: `Ok(None)` without one. The client
+    /// address, for tokens restricted to IP ranges, comes from the request's
+    /// `ConnectInfo<SocketAddr>` (see [`AuthConfig::client_ip`]).
     pub async fn authenticate(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
     ) -> Result<Option<VerifiedToken>, AuthRejection> {
-        self.config.authenticate(&self.manager, headers).await
+        self.config
+            .authenticate(&self.manager, &parts.headers, &parts.extensions)
+            .await
     }
 
     /// `Ok` if `token` grants `scope`; a 403 `insufficient_scope` otherwise (audited as
@@ -246,7 +249,7 @@ where
             return Ok(token.clone());
         }
         let keygate = Keygate::from_ref(state);
-        match keygate.authenticate(&parts.headers).await? {
+        match keygate.authenticate(parts).await? {
             Some(token) => {
                 parts.extensions.insert(token.clone());
                 Ok(token)
@@ -271,7 +274,7 @@ where
             return Ok(Some(token.clone()));
         }
         let keygate = Keygate::from_ref(state);
-        let token = keygate.authenticate(&parts.headers).await?;
+        let token = keygate.authenticate(parts).await?;
         if let Some(t) = &token {
             parts.extensions.insert(t.clone());
         }

@@ -72,6 +72,9 @@ pub(crate) struct Ctx {
     pub(super) csrf: String,
     pub(super) operator: Option<Operator>,
     pub(super) token_sign_in: bool,
+    /// The client address (for tokens restricted to IP ranges), as the keygate
+    /// configuration reads it.
+    pub(super) client_ip: Option<std::net::IpAddr>,
 }
 
 /// A submitted form, after its CSRF token was checked.
@@ -182,6 +185,7 @@ async fn session_layer(State(c): State<Shared>, req: Request, next: Next) -> Res
                 csrf: csrf_token,
                 operator: None,
                 token_sign_in: c.operators.is_none(),
+                client_ip: None,
             };
             let page = layout(
                 &ctx,
@@ -205,13 +209,17 @@ async fn session_layer(State(c): State<Shared>, req: Request, next: Next) -> Res
         parts.extensions.insert(form);
     }
 
+    let client_ip = c
+        .keygate
+        .config()
+        .client_ip(&parts.headers, &parts.extensions);
     let operator = match &c.operators {
         Some(ops) => match ops.operator(&parts).await {
             Ok(op) => op,
             Err(_) => return unavailable(),
         },
         None => match token {
-            Some(t) => match token_operator(&c, &t).await {
+            Some(t) => match token_operator(&c, &t, client_ip).await {
                 Ok(op) => op,
                 Err(TokenSignIn::Unavailable) => return unavailable(),
                 Err(TokenSignIn::Refused) => {
@@ -229,6 +237,7 @@ async fn session_layer(State(c): State<Shared>, req: Request, next: Next) -> Res
         csrf: csrf_token,
         operator,
         token_sign_in: c.operators.is_none(),
+        client_ip,
     });
     let response = next.run(Request::from_parts(parts, body)).await;
     with_cookie(response, new_cookie)
@@ -260,8 +269,14 @@ enum TokenSignIn {
 
 /// The operator a signed-in token makes: it must grant [`CONSOLE_SCOPE`]; with
 /// `tokens:read` and `tokens:write` it operates, with `tokens:self` it serves itself.
-async fn token_operator(c: &Console, token: &str) -> Result<Option<Operator>, TokenSignIn> {
-    let verified = match c.keygate.manager().verify(token).await {
+async fn token_operator(
+    c: &Console,
+    token: &str,
+    client_ip: Option<std::net::IpAddr>,
+) -> Result<Option<Operator>, TokenSignIn> {
+    let mut vctx = crate::manager::VerifyContext::new();
+    vctx.client_ip = client_ip;
+    let verified = match c.keygate.manager().verify_with(token, &vctx).await {
         Ok(v) => v,
         Err(crate::VerifyError::Store(_)) => return Err(TokenSignIn::Unavailable),
         Err(_) => return Err(TokenSignIn::Refused),
@@ -420,7 +435,7 @@ async fn sign_in(
         return StatusCode::NOT_FOUND.into_response();
     }
     let token = Zeroizing::new(form.get("token").trim().to_owned());
-    let op = match token_operator(&c, &token).await {
+    let op = match token_operator(&c, &token, ctx.client_ip).await {
         Ok(Some(op)) => op,
         Err(TokenSignIn::Unavailable) => return unavailable(),
         _ => {

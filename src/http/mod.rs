@@ -11,6 +11,15 @@
 //! - Two credentials at once (two `Authorization` headers, two API-key headers, or both
 //!   kinds) are an `invalid_request`, never a choice made on the client's behalf.
 //!
+//! - The client address, for tokens restricted to IP ranges
+//!   ([`TokenRecord::allowed_ips`](crate::TokenRecord::allowed_ips)), is the connection's
+//!   peer: axum's `ConnectInfo<SocketAddr>` in the request extensions (serve with
+//!   `into_make_service_with_connect_info::<SocketAddr>()`), or a plain `SocketAddr` a tower
+//!   stack inserted. Forwarding headers are never read unless
+//!   [`AuthConfig::trusted_proxies`] names the proxies and the header they write; then the
+//!   client is the rightmost hop that is not a trusted proxy. No known address: a
+//!   restricted token is refused (fail closed).
+//!
 //! [`AuthRejection`] renders RFC 6750 responses:
 //!
 //! | reason | status | `WWW-Authenticate` |
@@ -18,6 +27,7 @@
 //! | no credentials | 401 | `Bearer realm="..."` |
 //! | malformed, unknown, wrong secret, expired, disabled, revoked, rotated out | 401 | `Bearer realm="...", error="invalid_token"` (byte-identical for all) |
 //! | missing scope or project | 403 | `Bearer realm="...", error="insufficient_scope", scope="..."` |
+//! | valid token, client address outside its allowed IP ranges (or unknown) | 403 `ip_not_allowed` | none: another token would not help the client here |
 //! | malformed header, two credentials, over-long header | 400 | `Bearer realm="...", error="invalid_request"` |
 //! | store failure | 503 | none: nothing was decided |
 //!
@@ -25,14 +35,20 @@
 //! none ever contains the presented token.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::error::{Error, StoreError, VerifyError};
-use crate::manager::{TokenManager, VerifiedToken};
+use crate::manager::{TokenManager, VerifiedToken, VerifyContext};
+
+mod client_ip;
+
 use crate::scope::{ProjectId, ScopeSet};
+use client_ip::TrustedProxies;
+pub use client_ip::{ForwardedHeader, MAX_FORWARDED_HOPS};
 
 /// The realm used when none is configured.
 pub const DEFAULT_REALM: &str = "api";
@@ -61,6 +77,7 @@ pub struct AuthConfig {
     realm: Option<Arc<str>>,
     expiry_header: Option<HeaderName>,
     max_header_len: usize,
+    trusted_proxies: Option<TrustedProxies>,
 }
 
 impl Default for AuthConfig {
@@ -71,6 +88,7 @@ impl Default for AuthConfig {
             realm: None,
             expiry_header: Some(HeaderName::from_static(DEFAULT_EXPIRY_HEADER)),
             max_header_len: DEFAULT_MAX_HEADER_LEN,
+            trusted_proxies: None,
         }
     }
 }
@@ -128,6 +146,52 @@ impl AuthConfig {
     pub fn max_header_len(mut self, max: usize) -> Self {
         self.max_header_len = max.clamp(300, 8192);
         self
+    }
+
+    /// Believes the forwarding `header` of requests whose connection comes from one of
+    /// these proxies (CIDR ranges, or bare addresses), for the client address that tokens
+    /// restricted to IP ranges are checked against: the client is then the rightmost hop of
+    /// the chain that is not itself one of these proxies. Off by default: without it no
+    /// forwarding header is ever read, so a client cannot claim another address.
+    ///
+    /// A range that does not parse is an [`Error::InvalidField`] here, when the
+    /// configuration is built; an empty list turns the feature off.
+    ///
+    /// ```
+    /// use keygate::http::{AuthConfig, ForwardedHeader};
+    /// let config = AuthConfig::new()
+    ///     .trusted_proxies(ForwardedHeader::XForwardedFor, ["10.0.0.0/8", "fd00::/8"])?;
+    /// assert!(AuthConfig::new().trusted_proxies(ForwardedHeader::Forwarded, ["10.0.0.0/33"]).is_err());
+    /// # Ok::<(), keygate::Error>(())
+    /// ```
+    pub fn trusted_proxies<I, S>(
+        mut self,
+        header: ForwardedHeader,
+        proxies: I,
+    ) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nets = crate::ip::parse_list(proxies)?;
+        self.trusted_proxies = (!nets.is_empty()).then(|| TrustedProxies {
+            header,
+            nets: nets.into(),
+        });
+        Ok(self)
+    }
+
+    /// The client address of a request with these headers and extensions: the
+    /// connection's peer (see the [module docs](self)), or, when it is a
+    /// [trusted proxy](Self::trusted_proxies), the rightmost untrusted hop of the
+    /// forwarding header. `None` when unknown: no peer address in the extensions, or a
+    /// malformed forwarding header from a trusted proxy.
+    pub fn client_ip(&self, headers: &HeaderMap, extensions: &http::Extensions) -> Option<IpAddr> {
+        let peer = client_ip::peer(extensions)?;
+        match &self.trusted_proxies {
+            Some(proxies) => proxies.resolve(peer, headers),
+            None => Some(peer),
+        }
     }
 
     /// The API-key header, if any.
@@ -206,26 +270,36 @@ impl AuthConfig {
         }
     }
 
-    /// Reads and verifies the credential of a request: `Ok(None)` when there is none.
+    /// Reads and verifies the credential of a request: `Ok(None)` when there is none. The
+    /// client address comes from `extensions` and `headers` (see
+    /// [`client_ip`](Self::client_ip)).
     pub async fn authenticate(
         &self,
         manager: &TokenManager,
         headers: &HeaderMap,
+        extensions: &http::Extensions,
     ) -> Result<Option<VerifiedToken>, AuthRejection> {
         match self.extract(headers)? {
-            Some(credential) => self.verify(manager, &credential).await.map(Some),
+            Some(credential) => {
+                let client_ip = self.client_ip(headers, extensions);
+                self.verify(manager, &credential, client_ip).await.map(Some)
+            }
             None => Ok(None),
         }
     }
 
-    /// Verifies an extracted credential, mapping failures to rejections.
+    /// Verifies an extracted credential for a client at `client_ip` (`None`: unknown, and
+    /// a token restricted to IP ranges is refused), mapping failures to rejections.
     pub async fn verify(
         &self,
         manager: &TokenManager,
         credential: &Credential,
+        client_ip: Option<IpAddr>,
     ) -> Result<VerifiedToken, AuthRejection> {
+        let mut ctx = VerifyContext::new();
+        ctx.client_ip = client_ip;
         manager
-            .verify(credential.token())
+            .verify_with(credential.token(), &ctx)
             .await
             .map_err(|e| self.reject(e.into()))
     }
@@ -396,6 +470,9 @@ pub enum RejectionReason {
     /// The token is not valid (401 `invalid_token`); the precise reason is for logs only
     /// and never changes the response. Never [`VerifyError::Store`].
     InvalidToken(VerifyError),
+    /// The token is valid, but the client's address is outside its allowed IP ranges, or
+    /// unknown (403 `ip_not_allowed`, no `WWW-Authenticate`).
+    IpNotAllowed,
     /// The token lacks scopes (403 `insufficient_scope`): the scopes required.
     InsufficientScope(ScopeSet),
     /// The token may not act on this project (403 `insufficient_scope`).
@@ -410,6 +487,7 @@ impl From<VerifyError> for RejectionReason {
     fn from(e: VerifyError) -> Self {
         match e {
             VerifyError::Store(e) => RejectionReason::StoreUnavailable(e),
+            VerifyError::IpNotAllowed => RejectionReason::IpNotAllowed,
             e => RejectionReason::InvalidToken(e),
         }
     }
@@ -450,9 +528,9 @@ impl AuthRejection {
                 StatusCode::UNAUTHORIZED
             }
             RejectionReason::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            RejectionReason::InsufficientScope(_) | RejectionReason::ProjectDenied(_) => {
-                StatusCode::FORBIDDEN
-            }
+            RejectionReason::InsufficientScope(_)
+            | RejectionReason::ProjectDenied(_)
+            | RejectionReason::IpNotAllowed => StatusCode::FORBIDDEN,
             RejectionReason::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RejectionReason::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -466,6 +544,7 @@ impl AuthRejection {
             RejectionReason::InvalidToken(_) => "invalid_token",
             RejectionReason::InsufficientScope(_) => "insufficient_scope",
             RejectionReason::ProjectDenied(_) => "project_denied",
+            RejectionReason::IpNotAllowed => "ip_not_allowed",
             RejectionReason::StoreUnavailable(_) => "temporarily_unavailable",
             RejectionReason::Misconfigured(_) => "server_error",
         }
@@ -489,7 +568,9 @@ impl AuthRejection {
             RejectionReason::ProjectDenied(_) => {
                 format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\"")
             }
-            RejectionReason::StoreUnavailable(_) | RejectionReason::Misconfigured(_) => {
+            RejectionReason::StoreUnavailable(_)
+            | RejectionReason::Misconfigured(_)
+            | RejectionReason::IpNotAllowed => {
                 return None;
             }
         };
@@ -586,6 +667,9 @@ impl fmt::Display for AuthRejection {
                 write!(f, "insufficient scope: requires {}", join_scopes(s))
             }
             RejectionReason::ProjectDenied(p) => write!(f, "project `{p}` denied"),
+            RejectionReason::IpNotAllowed => {
+                f.write_str("client address not allowed for this token")
+            }
             RejectionReason::StoreUnavailable(_) => f.write_str("token store unavailable"),
             RejectionReason::Misconfigured(e) => write!(f, "misconfigured requirement: {e}"),
         }
