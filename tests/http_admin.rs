@@ -1051,3 +1051,89 @@ async fn create_disabled_makes_a_token_that_refuses_until_enabled() {
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(api.all_ids().await, before);
 }
+
+#[tokio::test]
+async fn allowed_ips_are_set_shown_normalised_changed_and_lifted() {
+    let api = Api::start().await;
+    let r = api
+        .post(
+            "/",
+            &api.root,
+            json!({
+                "name": "office only",
+                "allowed_ips": ["10.1.2.3/8", "2001:db8::/32", "127.0.0.1"]
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.body["allowed_ips"],
+        json!(["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"])
+    );
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    // The server sees 127.0.0.1: inside the list.
+    assert_eq!(
+        api.get("/self", &token).await.status,
+        403,
+        "no tokens:self scope"
+    );
+    let got = api.get(&format!("/{id}"), &api.root).await;
+    assert_eq!(got.body["allowed_ips"], r.body["allowed_ips"]);
+
+    // Replace, then lift; absent leaves the list alone.
+    let path = format!("/{id}");
+    let patch = |body: Value| api.call(Method::PATCH, &path, &api.root, Some(body));
+    let r = patch(json!({"allowed_ips": ["192.0.2.0/24"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["allowed_ips"], json!(["192.0.2.0/24"]));
+    let r = patch(json!({"name": "renamed"})).await;
+    assert_eq!(r.body["allowed_ips"], json!(["192.0.2.0/24"]));
+    let r = patch(json!({"allowed_ips": []})).await;
+    assert_eq!(r.body["allowed_ips"], json!([]));
+    // A token never restricted shows an empty list.
+    let plain = api.post("/", &api.root, json!({"name": "any"})).await;
+    assert_eq!(plain.body["allowed_ips"], json!([]));
+
+    // Invalid ranges and too many are refused, naming the field, and change nothing.
+    for bad in [
+        json!(["10.0.0.0/33"]),
+        json!(["example.com"]),
+        json!("10.0.0.0/8"),
+    ] {
+        let r = patch(json!({"allowed_ips": bad})).await;
+        assert!(
+            r.status == 400 || r.status == 422,
+            "{bad}: {} {}",
+            r.status,
+            r.text
+        );
+    }
+    let r = patch(json!({"allowed_ips": ["10.0.0.0/33"]})).await;
+    assert!(r.text.contains("allowed_ips"), "{}", r.text);
+    let many: Vec<String> = (0..33).map(|i| format!("10.{i}.0.0/16")).collect();
+    let r = patch(json!({ "allowed_ips": many })).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["error"], "limit_exceeded");
+    let got = api.get(&format!("/{id}"), &api.root).await;
+    assert_eq!(got.body["allowed_ips"], json!([]));
+}
+
+#[tokio::test]
+async fn the_document_states_allowed_ips_and_its_limit() {
+    let api = Api::start().await;
+    let doc = api.contract.document();
+    let text = doc.to_string();
+    for component in ["CreateBody", "UpdateBody", "TokenView"] {
+        let schema = &doc["components"]["schemas"][component];
+        assert!(
+            schema.to_string().contains("allowed_ips"),
+            "{component} must name allowed_ips: {schema}"
+        );
+    }
+    assert!(text.contains("2001:db8::/32"), "an example of the format");
+    assert!(
+        text.contains(r#""maxItems":32"#),
+        "the count limit is stated"
+    );
+}

@@ -352,3 +352,68 @@ async fn reserved_ids_are_refused_over_http() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_caller_restricted_to_ranges_gives_no_wider_ones() {
+    let api = Api::start().await;
+    let issued = api
+        .keygate
+        .manager()
+        .issue(
+            IssueRequest::new("ops", "alice")
+                .scopes(ScopeSet::parse(["tokens:read", "tokens:write", "a"]).unwrap())
+                .expiry(ExpiryPreset::Never)
+                .allowed_ips(keygate::ip::parse_list(["127.0.0.0/8", "::1/128"]).unwrap()),
+        )
+        .await
+        .unwrap();
+    let caller = issued.expose_secret().to_owned();
+    let create = |ips: Value| {
+        api.post(
+            "/",
+            &caller,
+            json!({"name": "child", "scopes": ["a"], "expires": "7d", "allowed_ips": ips}),
+        )
+    };
+    for wider in [
+        json!([]),
+        json!(["0.0.0.0/0"]),
+        json!(["127.0.0.0/7"]),
+        json!(["10.0.0.0/8"]),
+    ] {
+        let r = create(wider.clone()).await;
+        assert_eq!(r.status, 403, "{wider}: {}", r.body);
+        assert_eq!(r.body["error"], "escalation_refused", "{wider}");
+    }
+    let r = api
+        .post(
+            "/",
+            &caller,
+            json!({"name": "child", "scopes": ["a"], "expires": "7d"}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "absent is unrestricted, which is wider: {}",
+        r.body
+    );
+    let r = create(json!(["127.0.0.1"])).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["allowed_ips"], json!(["127.0.0.1/32"]));
+    let path = format!("/{id}");
+    let patch = |ips: Value| {
+        api.send(
+            Method::PATCH,
+            &path,
+            &caller,
+            &[],
+            Some(json!({ "allowed_ips": ips }).to_string().into_bytes()),
+        )
+    };
+    assert_eq!(patch(json!([])).await.status, 403);
+    assert_eq!(patch(json!(["::/0"])).await.status, 403);
+    let r = patch(json!(["::1"])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["allowed_ips"], json!(["::1/128"]));
+}

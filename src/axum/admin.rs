@@ -826,6 +826,12 @@ struct CreateBody {
     projects: Option<Projects>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// CIDR ranges the token may be used from (a bare address is its host range); default
+    /// and `[]`: any client. Acting as a restricted token, each must lie inside one of its
+    /// own ranges.
+    #[serde(default)]
+    #[schema(example = json!(["10.0.0.0/8", "2001:db8::/32"]))]
+    allowed_ips: Vec<String>,
     /// Default: 30 days.
     expires: Option<String>,
     /// `false` creates the token disabled (enable it later). Default `true`.
@@ -847,6 +853,9 @@ struct UpdateBody {
     scopes: Option<ScopeSet>,
     projects: Option<Projects>,
     metadata: Option<BTreeMap<String, String>>,
+    /// Replaces the allowed CIDR ranges; `[]` lifts the restriction (any client).
+    #[schema(example = json!(["10.0.0.0/8"]))]
+    allowed_ips: Option<Vec<String>>,
     expires: Option<String>,
 }
 
@@ -1110,6 +1119,7 @@ async fn issue(kg: &Keygate, caller: &VerifiedToken, body: CreateBody) -> ApiRes
     for (k, v) in body.metadata {
         req = req.metadata(k, v);
     }
+    req = req.allowed_ips(crate::ip::parse_list(&body.allowed_ips)?);
     if !body.enabled {
         req = req.disabled();
     }
@@ -1211,6 +1221,9 @@ async fn update(
     }
     if let Some(v) = body.metadata {
         change = change.metadata(v);
+    }
+    if let Some(v) = body.allowed_ips {
+        change = change.allowed_ips(crate::ip::parse_list(&v)?);
     }
     if let Some(v) = body.expires {
         change = change.expiry(parse_expiry(&v)?);

@@ -15,7 +15,8 @@ use axum::Router;
 use keygate::MemoryStore;
 use keygate::testing::{FaultHandle, FaultyStore};
 
-/// A server bound to a free loopback port; it stops with the test's runtime.
+/// A server bound to a free loopback port, with each connection's address in the request
+/// extensions (`ConnectInfo`, for IP allowlists); it stops with the test's runtime.
 pub struct Server {
     pub addr: SocketAddr,
 }
@@ -25,7 +26,12 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Server { addr }
     }

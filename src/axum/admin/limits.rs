@@ -193,6 +193,7 @@ pub(super) fn apply(doc: &mut OpenApi, limits: &Limits) -> Vec<String> {
         rule(doc, body, "scopes", items(limits.max_scopes()));
         rule(doc, body, "projects", items(limits.max_projects()));
         rule(doc, body, "metadata", metadata(limits));
+        rule(doc, body, "allowed_ips", items(limits.max_allowed_ips()));
         rule(doc, body, "expires", expiry());
     }
     rule(
