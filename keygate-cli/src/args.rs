@@ -1,6 +1,7 @@
 //! Command-line arguments (clap derive).
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use keygate::ip::IpNet;
 use keygate::{ExpiryPreset, Scope, TokenId, TokenStatus, scope::ProjectId};
 
 /// Shown at the end of `keygate --help`.
@@ -238,6 +239,10 @@ pub(crate) struct CreateArgs {
     /// Create the token disabled: it exists but is refused until `keygate token enable`.
     #[arg(long)]
     pub(crate) disabled: bool,
+    /// Allow the token only from clients in this CIDR range, e.g. `10.0.0.0/8` or
+    /// `2001:db8::/32`; a bare address is its host range (repeatable; default: any client).
+    #[arg(long = "allow-ip", value_name = "CIDR", value_parser = parse_ip_range)]
+    pub(crate) allowed_ips: Vec<IpNet>,
 }
 
 /// `keygate token list`
@@ -281,7 +286,7 @@ pub(crate) struct ListArgs {
     ArgGroup::new("change")
         .required(true)
         .multiple(true)
-        .args(["name", "description", "scopes", "admin", "no_scopes", "projects", "all_projects", "expires"])
+        .args(["name", "description", "scopes", "admin", "no_scopes", "projects", "all_projects", "allowed_ips", "any_ip", "expires"])
 ))]
 pub(crate) struct UpdateArgs {
     /// The token id.
@@ -308,6 +313,13 @@ pub(crate) struct UpdateArgs {
     /// Let the token act on all projects.
     #[arg(long)]
     pub(crate) all_projects: bool,
+    /// Allow the token only from clients in these CIDR ranges, replacing the current list
+    /// (repeatable).
+    #[arg(long = "allow-ip", value_name = "CIDR", value_parser = parse_ip_range, conflicts_with = "any_ip")]
+    pub(crate) allowed_ips: Vec<IpNet>,
+    /// Lift the IP restriction: allow the token from any client.
+    #[arg(long)]
+    pub(crate) any_ip: bool,
     /// A new expiry: 7d, 30d, 60d, 90d, <N>d, <N>h (from now), never, or an RFC 3339
     /// instant; within the lifetime cap counted from issue or the last rotation.
     #[arg(long, value_parser = parse_expiry, value_name = "EXPIRY")]
@@ -359,6 +371,16 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 
 fn parse_project(s: &str) -> Result<ProjectId, String> {
     ProjectId::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_ip_range(s: &str) -> Result<IpNet, String> {
+    match keygate::ip::parse_list([s])
+        .map_err(|e| e.to_string())?
+        .pop()
+    {
+        Some(net) => Ok(net),
+        None => Err("expected a CIDR range such as 10.0.0.0/8".to_owned()),
+    }
 }
 
 fn parse_status(s: &str) -> Result<TokenStatus, String> {

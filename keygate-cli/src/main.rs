@@ -293,6 +293,7 @@ async fn create(ctx: &Context<'_>, a: CreateArgs) -> Result<u8, Failure> {
         .created_by(CREATED_BY)
         .scopes(scopes)
         .projects(projects)
+        .allowed_ips(a.allowed_ips)
         .expiry(a.expires);
     if let Some(id) = a.id {
         req = req.id(id);
@@ -616,6 +617,11 @@ async fn update(ctx: &Context<'_>, a: UpdateArgs) -> Result<u8, Failure> {
         change = change.projects(Projects::All);
     } else if !a.projects.is_empty() {
         change = change.projects(Projects::Only(a.projects.into_iter().collect()));
+    }
+    if a.any_ip {
+        change = change.allowed_ips([]);
+    } else if !a.allowed_ips.is_empty() {
+        change = change.allowed_ips(a.allowed_ips);
     }
     if let Some(expiry) = a.expires {
         change = change.expiry(expiry);

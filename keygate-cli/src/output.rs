@@ -129,6 +129,17 @@ pub(crate) fn record_json(r: &TokenRecord, now: DateTime<Utc>) -> Value {
     serde_json::to_value(keygate::record::TokenView::new(r, now)).unwrap_or(Value::Null)
 }
 
+/// Allowed IP ranges, comma-separated; `any` for an empty list.
+fn allowed_ips(list: &[keygate::ip::IpNet]) -> String {
+    if list.is_empty() {
+        return "any".to_owned();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A record as `key: value` lines.
 pub(crate) fn record_lines(r: &TokenRecord, now: DateTime<Utc>) -> String {
     let mut rows = vec![
@@ -142,6 +153,7 @@ pub(crate) fn record_lines(r: &TokenRecord, now: DateTime<Utc>) -> String {
         ("status", shown_status(r, now).to_owned()),
         ("scopes", scopes(&r.scopes)),
         ("projects", projects(&r.projects)),
+        ("allowed ips", allowed_ips(&r.allowed_ips)),
         ("expires", opt_instant(r.expiry.at())),
         ("last used", opt_instant(r.last_used_at)),
     ];
@@ -175,6 +187,11 @@ pub(crate) fn diff(before: &TokenRecord, after: &TokenRecord) -> String {
             "projects",
             projects(&before.projects),
             projects(&after.projects),
+        ),
+        (
+            "allowed ips",
+            allowed_ips(&before.allowed_ips),
+            allowed_ips(&after.allowed_ips),
         ),
         (
             "expires",

@@ -795,3 +795,95 @@ fn a_token_nobody_received_is_deleted_again() {
     assert!(records(&cli).is_empty(), "nothing half-written");
     assert!(!stderr.contains("kg_lost_"), "no token on stderr");
 }
+
+#[test]
+fn allow_ip_restricts_tokens_on_create_and_update() {
+    use keygate::manager::VerifyContext;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    let nets = |s: &[&str]| keygate::ip::parse_list(s).unwrap();
+    let token = cli.create_token(
+        "office",
+        &[
+            "--id",
+            "office",
+            "--allow-ip",
+            "10.1.2.3/8",
+            "--allow-ip",
+            "2001:db8::/32",
+        ],
+    );
+    assert_eq!(
+        record(&cli, "office").allowed_ips,
+        nets(&["10.0.0.0/8", "2001:db8::/32"]),
+        "stored normalised"
+    );
+    let at = |ip: &str| VerifyContext::new().client_ip(ip.parse().unwrap());
+    let verify_at =
+        |ip: &str| block_on(async { cli.manager().await.verify_with(&token, &at(ip)).await });
+    assert!(verify_at("10.9.9.9").is_ok());
+    assert!(verify_at("2001:db8::1").is_ok());
+    assert!(matches!(
+        verify_at("192.0.2.1"),
+        Err(VerifyError::IpNotAllowed)
+    ));
+    let shown = cli.run(&["token", "show", "office"]).expect_code(OK);
+    assert!(
+        shown
+            .stdout
+            .contains("allowed ips: 10.0.0.0/8, 2001:db8::/32\n"),
+        "{}",
+        shown.stdout
+    );
+    let json_view = json(
+        &cli.run(&["token", "show", "office", "--json"])
+            .expect_code(OK),
+    );
+    assert_eq!(
+        json_view["allowed_ips"],
+        serde_json::json!(["10.0.0.0/8", "2001:db8::/32"])
+    );
+
+    // Update replaces the list, and --any-ip lifts it.
+    let run = cli
+        .run(&["token", "update", "office", "--allow-ip", "192.0.2.1"])
+        .expect_code(OK);
+    assert!(
+        run.stderr
+            .contains("allowed ips: 10.0.0.0/8, 2001:db8::/32 -> 192.0.2.1/32"),
+        "{run:?}"
+    );
+    assert_eq!(record(&cli, "office").allowed_ips, nets(&["192.0.2.1/32"]));
+    assert!(verify_at("192.0.2.1").is_ok());
+    cli.run(&["token", "update", "office", "--any-ip"])
+        .expect_code(OK);
+    assert!(record(&cli, "office").allowed_ips.is_empty());
+    assert!(
+        cli.run(&["token", "show", "office"])
+            .expect_code(OK)
+            .stdout
+            .contains("allowed ips: any\n")
+    );
+
+    // Bad ranges and contradictory flags are usage errors that change nothing.
+    let before = record(&cli, "office");
+    for args in [
+        &["token", "update", "office", "--allow-ip", "10.0.0.0/33"][..],
+        &["token", "update", "office", "--allow-ip", "example.com"],
+        &[
+            "token",
+            "update",
+            "office",
+            "--allow-ip",
+            "10.0.0.0/8",
+            "--any-ip",
+        ],
+        &["token", "create", "bad", "--allow-ip", "300.0.0.1"],
+    ] {
+        let run = cli.run(args);
+        assert_eq!(run.code, USAGE, "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(record(&cli, "office"), before);
+    assert_eq!(records(&cli).len(), 1);
+}
