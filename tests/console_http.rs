@@ -54,7 +54,14 @@ async fn start() -> Console {
     let app = Router::new().nest("/console", keygate.console(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -608,4 +615,124 @@ async fn list_filters_paginates_toggles_and_mass_disables() {
     assert_eq!(p.text.matches("changed").count(), 2, "{}", p.text);
     let p = b.get("/tokens?status=disabled").await;
     assert_eq!(p.text.matches("name=\"id\"").count(), 3);
+}
+
+#[tokio::test]
+async fn allowed_ips_are_shown_and_edited_on_the_details_page() {
+    let c = start().await;
+    let nets = |s: &[&str]| keygate::ip::parse_list(s).unwrap();
+    let op = c.token("alice", &["*"]).await;
+    let issued = c
+        .keygate
+        .manager()
+        .issue(IssueRequest::new("svc", "alice"))
+        .await
+        .unwrap();
+    let id = issued.id().clone();
+    let path = format!("/tokens/{}", id.as_str());
+    let mut b = c.signed_in(&op).await;
+    let p = b.get(&path).await;
+    assert!(p.text.contains("any client"), "{}", p.text);
+    let edit = |ips: &'static str| {
+        vec![
+            ("name", "svc"),
+            ("description", ""),
+            ("expiry", "keep"),
+            ("permissions", "specific"),
+            ("projects", "all"),
+            ("allowed_ips", ips),
+        ]
+    };
+    let p = b.post(&path, &edit("10.1.2.3/8, 2001:db8::/32")).await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    let stored = c.keygate.manager().get(&id).await.unwrap();
+    assert_eq!(stored.allowed_ips, nets(&["10.0.0.0/8", "2001:db8::/32"]));
+    let p = b.get(&path).await;
+    assert!(p.text.contains("10.0.0.0/8, 2001:db8::/32"), "{}", p.text);
+
+    // A bad range re-shows the form at the field and changes nothing.
+    let p = b.post(&path, &edit("10.0.0.0/33")).await;
+    assert_eq!(p.status, 422);
+    assert!(p.text.contains("id=\"e-allowed_ips\""), "{}", p.text);
+    assert_eq!(c.keygate.manager().get(&id).await.unwrap(), stored);
+
+    // An operator restricted to loopback signs in from 127.0.0.1, may not widen a list or
+    // lift it, but edits other fields of an unrestricted token (the list is unchanged).
+    let restricted = c
+        .keygate
+        .manager()
+        .issue(
+            IssueRequest::new("ops", "alice")
+                .scopes(ScopeSet::parse(["tokens:*"]).unwrap())
+                .expiry(keygate::ExpiryPreset::Never)
+                .allowed_ips(nets(&["127.0.0.0/8"])),
+        )
+        .await
+        .unwrap();
+    let mut r = c.signed_in(restricted.expose_secret()).await;
+    r.get(&path).await;
+    let p = r.post(&path, &edit("0.0.0.0/0")).await;
+    assert_eq!(p.status, 422, "{}", p.text);
+    assert!(p.text.contains("id=\"e-allowed_ips\""), "{}", p.text);
+    assert!(p.text.contains("IP ranges"), "{}", p.text);
+    let p = r.post(&path, &edit("")).await;
+    assert_eq!(
+        p.status, 422,
+        "lifting the restriction is wider: {}",
+        p.text
+    );
+    let p = r.post(&path, &edit("127.0.0.1")).await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    assert_eq!(
+        c.keygate.manager().get(&id).await.unwrap().allowed_ips,
+        nets(&["127.0.0.1/32"])
+    );
+    let free = c
+        .keygate
+        .manager()
+        .issue(IssueRequest::new("free", "alice"))
+        .await
+        .unwrap();
+    let free_path = format!("/tokens/{}", free.id().as_str());
+    r.get(&free_path).await;
+    let mut rename = edit("");
+    rename[0] = ("name", "free renamed");
+    let p = r.post(&free_path, &rename).await;
+    assert_eq!(p.status, 303, "{}", p.text);
+
+    // Creating: the form starts with the operator's own ranges; wider is refused at the field.
+    let p = r.get("/new").await;
+    assert!(
+        p.text.contains(r#"name="allowed_ips" value="127.0.0.0/8""#),
+        "{}",
+        p.text
+    );
+    let create =
+        |ips: &'static str| vec![("name", "child"), ("owner", "alice"), ("allowed_ips", ips)];
+    let before = c.all().await.len();
+    let p = r.post("/new", &create("")).await;
+    assert_eq!(p.status, 422, "{}", p.text);
+    assert!(p.text.contains("id=\"e-allowed_ips\""), "{}", p.text);
+    assert_eq!(c.all().await.len(), before);
+    r.get("/new").await;
+    let p = r.post("/new", &create("127.0.0.0/8")).await;
+    assert_eq!(p.status, 303, "to the shown-once page: {}", p.text);
+    assert_eq!(c.all().await.len(), before + 1);
+
+    // An operator restricted elsewhere cannot sign in from here.
+    let elsewhere = c
+        .keygate
+        .manager()
+        .issue(
+            IssueRequest::new("far", "alice")
+                .scopes(ScopeSet::parse(["tokens:*"]).unwrap())
+                .allowed_ips(nets(&["10.0.0.0/8"])),
+        )
+        .await
+        .unwrap();
+    let mut far = c.browser().await;
+    let p = far
+        .post("/sign-in", &[("token", elsewhere.expose_secret())])
+        .await;
+    assert_eq!(p.status, 401);
 }

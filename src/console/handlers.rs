@@ -901,6 +901,7 @@ fn field_of(e: &Error) -> &'static str {
             "owner" => "owner",
             "scopes" => "scopes",
             "projects" => "projects",
+            "allowed_ips" => "allowed_ips",
             _ => "form",
         },
         Error::InvalidExpiry(_) | Error::Policy(_) => "expiry",
@@ -931,6 +932,9 @@ fn message_of(e: &Error) -> String {
         }
         Error::Escalation(AccessError::ProjectsNotCovered) => {
             "You may not grant projects beyond your own.".to_owned()
+        }
+        Error::Escalation(AccessError::IpsNotCovered) => {
+            "You may allow only addresses inside your own token's IP ranges.".to_owned()
         }
         e => e.to_string(),
     }
@@ -1065,6 +1069,20 @@ fn scope_fields(
     }
 }
 
+const ALLOWED_IPS_HINT: &str =
+    "Comma-separated CIDR ranges, e.g. 10.0.0.0/8, 2001:db8::/32. Empty: any client.";
+
+/// The `allowed_ips` field: comma-separated CIDR ranges (or bare addresses), empty for any.
+fn allowed_ips_of(form: &Form) -> Result<Vec<crate::ip::IpNet>, String> {
+    let ranges = form
+        .get("allowed_ips")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    crate::ip::parse_list(ranges)
+        .map_err(|_| "Not a list of CIDR ranges (e.g. 10.0.0.0/8, 2001:db8::/32).".to_owned())
+}
+
 fn project_fields(c: &Console, form: &Form, errors: &[(&'static str, String)]) -> Markup {
     let some = form.get("projects") == "some";
     let ticked = form.all("project");
@@ -1139,6 +1157,9 @@ fn new_form(c: &Console, ctx: &Ctx, op: &Operator, d: &Draft<'_>) -> Response {
                         label.inline for="f-enabled" { "Enabled (untick to create it disabled)" }
                     }
                     (expiry_fields(c, op, f, &d.errors, false, "expiry"))
+                    (text_field("allowed_ips", "Allowed IP ranges",
+                        &if f.0.is_empty() { pages::allowed_ips(&op.actor().record().allowed_ips) } else { f.get("allowed_ips").to_owned() },
+                        &d.errors, false, Some(ALLOWED_IPS_HINT)))
                 }
                 div {
                     (scope_fields(c, op, f, &d.errors, &ScopeSet::new()))
@@ -1218,6 +1239,10 @@ async fn create(
         errors.push(("projects", e));
         Projects::All
     });
+    let allowed_ips = allowed_ips_of(&form).unwrap_or_else(|e| {
+        errors.push(("allowed_ips", e));
+        Vec::new()
+    });
     if !errors.is_empty() {
         return new_form(
             &c,
@@ -1232,7 +1257,8 @@ async fn create(
     let mut req = IssueRequest::new(name, owner)
         .description(form.get("description").trim())
         .scopes(scopes)
-        .projects(projects);
+        .projects(projects)
+        .allowed_ips(allowed_ips);
     if let Some(id) = id {
         req = req.id(id);
     }
@@ -1328,6 +1354,7 @@ fn record_form(r: &TokenRecord) -> Form {
     let mut v = vec![
         ("name".to_owned(), r.name.clone()),
         ("description".to_owned(), r.description.clone()),
+        ("allowed_ips".to_owned(), pages::allowed_ips(&r.allowed_ips)),
         (
             "permissions".to_owned(),
             if r.scopes.is_admin() {
@@ -1381,6 +1408,7 @@ async fn details_page(
             dt { "Last used" } dd { @match r.last_used_at { Some(at) => (pages::instant(at, now)), None => "never" } }
             dt { "Scopes" } dd.mono { @for s in r.scopes.iter() { (s.as_str()) " " } }
             dt { "Projects" } dd { (pages::projects(&r.projects)) }
+            dt { "Allowed IPs" } dd.mono { @if r.allowed_ips.is_empty() { "any client" } @else { (pages::allowed_ips(&r.allowed_ips)) } }
         }
         @if !revoked {
             h2 { "Status" }
@@ -1403,6 +1431,8 @@ async fn details_page(
                         (text_field("name", "Name", form.get("name"), &errors, true, None))
                         (text_field("description", "Description", form.get("description"), &errors, false, None))
                         (expiry_fields(c, op, form, &errors, true, "expiry"))
+                        (text_field("allowed_ips", "Allowed IP ranges", form.get("allowed_ips"), &errors, false,
+                            Some(ALLOWED_IPS_HINT)))
                     }
                     div {
                         (scope_fields(c, op, form, &errors, &r.scopes))
@@ -1491,6 +1521,10 @@ async fn edit(
         errors.push(("projects", e));
         Projects::All
     });
+    let allowed_ips = allowed_ips_of(&form).unwrap_or_else(|e| {
+        errors.push(("allowed_ips", e));
+        r.allowed_ips.clone()
+    });
     let version = form.get("version").parse::<u64>().ok();
     if !errors.is_empty() {
         return details_page(
@@ -1509,6 +1543,10 @@ async fn edit(
         .description(form.get("description").trim())
         .scopes(scopes)
         .projects(projects);
+    // Only a changed list is sent: an unchanged one needs no delegation check.
+    if allowed_ips != r.allowed_ips {
+        change = change.allowed_ips(allowed_ips);
+    }
     if let Some(e) = expiry {
         change = change.expiry(e);
     }

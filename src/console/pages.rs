@@ -115,6 +115,14 @@ pub(super) fn expiry(e: &Expiry, now: DateTime<Utc>) -> Markup {
     }
 }
 
+/// Allowed IP ranges, comma-separated (empty for any client), as the edit form takes them.
+pub(super) fn allowed_ips(list: &[crate::ip::IpNet]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn projects(p: &Projects) -> String {
     match p {
         Projects::All => "all projects".to_owned(),
