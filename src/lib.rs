@@ -67,8 +67,13 @@
 //!   decision.
 //! - **No escalation.** Through [`TokenManager::acting_as`] (and so through the admin API),
 //!   a token is bounded by itself on every axis: scopes, projects, owner (another owner's
-//!   tokens need `tokens:any-owner`), lifetime, attribution, size, record version, and
-//!   self-lockout; see [`manager::delegation`] for the rules.
+//!   tokens need `tokens:any-owner`), lifetime, IP ranges, attribution, size, record
+//!   version, and self-lockout; see [`manager::delegation`] for the rules.
+//! - **IP allowlists fail closed.** A token restricted to client ranges
+//!   ([`TokenRecord::allowed_ips`], see [`ip`]) verifies only from inside them, checked after
+//!   the digest matched (no oracle); an unknown client address refuses it
+//!   ([`VerifyError::IpNotAllowed`]). Forwarding headers count only from configured trusted
+//!   proxies.
 //! - **Nothing secret in `Debug`, `Display`, serde, errors or audit events.**
 //!
 //! What it does not do: keep the existence of a caller-chosen id private (ids are global,

@@ -325,7 +325,7 @@ struct Found {
 /// What verification knows about the request besides the token: its client address, for
 /// the token's IP allowlist (see [`TokenManager::verify_with`]). The HTTP layers fill it
 /// from the connection, and from trusted proxies' forwarding headers when configured (see
-/// [`crate::http`]).
+/// `keygate::http`, feature `tower`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyContext {
