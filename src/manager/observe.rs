@@ -29,7 +29,33 @@ pub(crate) fn verification<T>(started: Started, result: &Result<T, VerifyError>)
             Ok(_) => "valid",
             Err(e) => e.code(),
         };
-        ::metrics::counter!(crate::metrics::VERIFICATIONS, "outcome" => outcome).increment(1);
+        // Literal label values make static keys: recording allocates nothing.
+        macro_rules! count {
+            ($($code:literal),*) => {
+                match outcome {
+                    $($code => ::metrics::counter!(
+                        crate::metrics::VERIFICATIONS, "outcome" => $code
+                    )
+                    .increment(1),)*
+                    other => ::metrics::counter!(
+                        crate::metrics::VERIFICATIONS, "outcome" => other
+                    )
+                    .increment(1),
+                }
+            };
+        }
+        count!(
+            "valid",
+            "malformed",
+            "bad_checksum",
+            "unknown",
+            "revoked",
+            "disabled",
+            "expired",
+            "rotated_out",
+            "ip_not_allowed",
+            "store_unavailable"
+        );
         ::metrics::histogram!(crate::metrics::VERIFICATION_SECONDS)
             .record(started.0.elapsed().as_secs_f64());
     }
@@ -37,11 +63,30 @@ pub(crate) fn verification<T>(started: Started, result: &Result<T, VerifyError>)
     let _ = (started, result);
 }
 
-/// A store operation on the verification path (`find_by_digest`, `touch`) ended.
-pub(crate) fn store_operation(started: Started, operation: &'static str) {
+/// A store operation on the verification path ended.
+#[derive(Clone, Copy)]
+pub(crate) enum StoreOperation {
+    FindByDigest,
+    Touch,
+}
+
+/// A store operation on the verification path ended.
+pub(crate) fn store_operation(started: Started, operation: StoreOperation) {
     #[cfg(feature = "metrics")]
-    ::metrics::histogram!(crate::metrics::STORE_SECONDS, "operation" => operation)
-        .record(started.0.elapsed().as_secs_f64());
+    {
+        // Literal label values make static keys: recording allocates nothing.
+        let seconds = started.0.elapsed().as_secs_f64();
+        match operation {
+            StoreOperation::FindByDigest => ::metrics::histogram!(
+                crate::metrics::STORE_SECONDS, "operation" => "find_by_digest"
+            )
+            .record(seconds),
+            StoreOperation::Touch => {
+                ::metrics::histogram!(crate::metrics::STORE_SECONDS, "operation" => "touch")
+                    .record(seconds)
+            }
+        }
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (started, operation);
 }
@@ -49,11 +94,11 @@ pub(crate) fn store_operation(started: Started, operation: &'static str) {
 /// A lookup in the verification cache hit or missed.
 pub(crate) fn cache_lookup(hit: bool) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(
-        crate::metrics::CACHE_LOOKUPS,
-        "result" => if hit { "hit" } else { "miss" }
-    )
-    .increment(1);
+    if hit {
+        ::metrics::counter!(crate::metrics::CACHE_LOOKUPS, "result" => "hit").increment(1);
+    } else {
+        ::metrics::counter!(crate::metrics::CACHE_LOOKUPS, "result" => "miss").increment(1);
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = hit;
 }

@@ -63,7 +63,7 @@ impl Toucher {
             let write = store.touch(&id, now.trunc_subsecs(6));
             let started = super::observe::start();
             let done = tokio::time::timeout(timeout, write).await;
-            super::observe::store_operation(started, "touch");
+            super::observe::store_operation(started, super::observe::StoreOperation::Touch);
             match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

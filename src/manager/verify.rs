@@ -170,7 +170,7 @@ impl TokenManager {
             Some(answer) => answer,
             None => store.find_by_digest(digest).await,
         };
-        observe::store_operation(started, "find_by_digest");
+        observe::store_operation(started, observe::StoreOperation::FindByDigest);
         answer
     }
 
