@@ -76,11 +76,33 @@ where
     Ok(normalize(&out))
 }
 
-/// One range, or a bare address as its host range.
+/// One range, or a bare address as its host range. IPv4 octets have no leading zeros; IPv6
+/// is written in hex groups: the mixed notation with a dotted IPv4 tail (`::ffff:10.0.0.1`)
+/// is refused. So the one grammar the admin API's document states (dotted decimal, and
+/// [RFC 4291] forms 1 and 2) is the whole rule.
+///
+/// [RFC 4291]: https://www.rfc-editor.org/rfc/rfc4291#section-2.2
 pub(crate) fn parse_net(s: &str) -> Result<IpNet, crate::Error> {
     let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+    let address = s.split('/').next().unwrap_or(s);
+    // A dotted IPv4 tail in IPv6, or an IPv4 octet with a leading zero (read as octal by
+    // some tools), is refused.
+    let refused = (s.contains(':') && s.contains('.'))
+        || (!s.contains(':')
+            && address
+                .split('.')
+                .any(|octet| octet.len() > 1 && octet.starts_with('0')));
+    Some(s)
+        .filter(|_| !refused)
+        .ok_or(())
+        .and_then(|s| s.parse::<IpNet>().map_err(|_| ()))
+        .or_else(|_| {
+            (!refused)
+                .then(|| s.parse::<IpAddr>().ok())
+                .flatten()
+                .map(IpNet::from)
+                .ok_or(())
+        })
         .map_err(|_| crate::Error::InvalidField {
             field: "allowed_ips",
             reason: "expected CIDR ranges such as 10.0.0.0/8 or 2001:db8::/32",

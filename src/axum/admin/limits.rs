@@ -155,6 +155,46 @@ fn older_than() -> Schema {
         .into()
 }
 
+/// An IPv4 address: four decimal octets, no leading zeros.
+const IPV4: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+
+/// An IPv6 address in hex groups (RFC 4291 section 2.2 forms 1 and 2; the dotted IPv4 tail
+/// of form 3 is refused by [`crate::ip::parse_list`]).
+const IPV6: &str = concat!(
+    "(([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,7}:",
+    "|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
+    "|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}",
+    "|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}",
+    "|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
+    "|:((:[0-9A-Fa-f]{1,4}){1,7}|:))"
+);
+
+/// One allowed IP range as [`crate::ip::parse_list`] reads it: an address with an optional
+/// prefix length (`/0` to `/32`, `/0` to `/128`, leading zeros allowed), surrounding whitespace
+/// ignored.
+fn ip_range_pattern() -> String {
+    format!(
+        "^[{WHITESPACE}]*({IPV4}(/0*(3[0-2]|[12]?[0-9]))?|{IPV6}(/0*(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)[{WHITESPACE}]*$"
+    )
+}
+
+/// The list of allowed IP ranges: at most `max`, each as [`ip_range_pattern`] states.
+fn ip_ranges(max: usize) -> Schema {
+    AnyOfBuilder::new()
+        .item(
+            ArrayBuilder::new().max_items(Some(max)).items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(ip_range_pattern())),
+            ),
+        )
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])))
+        .into()
+}
+
 /// Adds `rule` to property `property` of component `component`; `false` if there is no
 /// such property.
 fn constrain(doc: &mut OpenApi, component: &str, property: &str, rule: Schema) -> bool {
@@ -193,7 +233,12 @@ pub(super) fn apply(doc: &mut OpenApi, limits: &Limits) -> Vec<String> {
         rule(doc, body, "scopes", items(limits.max_scopes()));
         rule(doc, body, "projects", items(limits.max_projects()));
         rule(doc, body, "metadata", metadata(limits));
-        rule(doc, body, "allowed_ips", items(limits.max_allowed_ips()));
+        rule(
+            doc,
+            body,
+            "allowed_ips",
+            ip_ranges(limits.max_allowed_ips()),
+        );
         rule(doc, body, "expires", expiry());
     }
     rule(
@@ -298,6 +343,87 @@ mod tests {
             for bad in ["", "+1", "-1", "1 ", "1.0", "x"] {
                 assert!(!matches(&p, bad), "{p}: {bad:?}");
             }
+        }
+    }
+
+    /// The IP range pattern and `ip::parse_list` accept exactly the same strings, over every
+    /// IPv4 form built from boundary octets and prefixes, and IPv6 forms built from groups,
+    /// `::`, dotted tails and prefixes.
+    #[test]
+    fn ip_range_pattern_agrees_with_the_parser() {
+        let pattern = ip_range_pattern();
+        let schema = serde_json::json!({"type": "string", "pattern": pattern});
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let check = |s: &str| {
+            let by_pattern = validator.is_valid(&serde_json::json!(s));
+            let by_parser = crate::ip::parse_list([s]).is_ok();
+            assert_eq!(
+                by_pattern, by_parser,
+                "{s:?}: pattern {by_pattern}, parser {by_parser}"
+            );
+        };
+        let octets = [
+            "0", "1", "9", "10", "99", "100", "199", "249", "250", "255", "256", "00", "01", "300",
+            "",
+        ];
+        let v4_prefixes = [
+            "", "/0", "/8", "/29", "/30", "/32", "/33", "/08", "/", "/-1", "/ 8",
+        ];
+        for a in octets {
+            for b in ["0", "255", "01"] {
+                for p in v4_prefixes {
+                    check(&format!("{a}.{b}.0.1{p}"));
+                    check(&format!("10.{a}.{b}.0{p}"));
+                }
+            }
+        }
+        for extra in [
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            " 10.0.0.0/8 ",
+            "\u{3000}10.0.0.1",
+            "10.0.0.1\t",
+            "x10.0.0.1",
+        ] {
+            check(extra);
+        }
+        // IPv6: every sequence of up to 9 pieces from a small alphabet.
+        let pieces = ["0", "ab", "FFFF", "12345", "g", ":", "::", "1.2.3.4"];
+        let mut forms = vec![String::new()];
+        for _ in 0..6 {
+            let mut next = Vec::new();
+            for f in &forms {
+                for p in pieces {
+                    next.push(format!("{f}{p}"));
+                }
+            }
+            forms.extend(next);
+            forms.dedup();
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in forms.iter().filter(|f| f.contains(':')) {
+            if seen.insert(f.clone()) {
+                check(f);
+            }
+        }
+        for long in [
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4::5:6:7:8",
+            "1::2::3",
+            "2001:db8::/32",
+            "2001:db8::/128",
+            "2001:db8::/129",
+            "2001:db8::/032",
+            "::/0",
+            "::ffff:10.0.0.1",
+            "::ffff:10.0.0.0/104",
+            "fe80::1%eth0",
+        ] {
+            check(long);
         }
     }
 
