@@ -76,22 +76,21 @@ where
     Ok(normalize(&out))
 }
 
-/// One range, or a bare address as its host range. IPv4 octets have no leading zeros; IPv6
-/// is written in hex groups: the mixed notation with a dotted IPv4 tail (`::ffff:10.0.0.1`)
-/// is refused. So the one grammar the admin API's document states (dotted decimal, and
+/// One range, or a bare address as its host range. IPv4 octets and prefix lengths have no
+/// leading zeros; IPv6 is written in hex groups: the mixed notation with a dotted IPv4 tail
+/// (`::ffff:10.0.0.1`) is refused. So the one grammar the admin API's document states (dotted decimal, and
 /// [RFC 4291] forms 1 and 2) is the whole rule.
 ///
 /// [RFC 4291]: https://www.rfc-editor.org/rfc/rfc4291#section-2.2
 pub(crate) fn parse_net(s: &str) -> Result<IpNet, crate::Error> {
     let s = s.trim();
-    let address = s.split('/').next().unwrap_or(s);
-    // A dotted IPv4 tail in IPv6, or an IPv4 octet with a leading zero (read as octal by
-    // some tools), is refused.
+    let (address, prefix) = s.split_once('/').unwrap_or((s, ""));
+    let leading_zero = |n: &str| n.len() > 1 && n.starts_with('0');
+    // A dotted IPv4 tail in IPv6, an IPv4 octet with a leading zero (read as octal by some
+    // tools), or a prefix length with one, is refused.
     let refused = (s.contains(':') && s.contains('.'))
-        || (!s.contains(':')
-            && address
-                .split('.')
-                .any(|octet| octet.len() > 1 && octet.starts_with('0')));
+        || leading_zero(prefix)
+        || (!s.contains(':') && address.split('.').any(leading_zero));
     Some(s)
         .filter(|_| !refused)
         .ok_or(())

@@ -173,11 +173,11 @@ const IPV6: &str = concat!(
 );
 
 /// One allowed IP range as [`crate::ip::parse_list`] reads it: an address with an optional
-/// prefix length (`/0` to `/32`, `/0` to `/128`, leading zeros allowed), surrounding whitespace
+/// prefix length (`/0` to `/32`, `/0` to `/128`, no leading zeros), surrounding whitespace
 /// ignored.
 fn ip_range_pattern() -> String {
     format!(
-        "^[{WHITESPACE}]*({IPV4}(/0*(3[0-2]|[12]?[0-9]))?|{IPV6}(/0*(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)[{WHITESPACE}]*$"
+        "^[{WHITESPACE}]*({IPV4}(/(3[0-2]|[12]?[0-9]))?|{IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)[{WHITESPACE}]*$"
     )
 }
 
@@ -422,8 +422,32 @@ mod tests {
             "::ffff:10.0.0.1",
             "::ffff:10.0.0.0/104",
             "fe80::1%eth0",
+            // Found by schemathesis: leading zeros in prefixes, Unicode spaces around.
+            "\u{2003}A330::d302:F/001\u{2028}",
+            "\u{c}\u{2005}\u{1680}C3:F:0:299b:c:0:64e:5825/000006\u{c}\u{85}\n",
+            "\u{85}7.255.252.116\u{2003}\u{a0}",
+            "\u{c}120.250.53.254/00000032\u{2000}",
+            "354:c8a8::8bBA/00000000128",
+            "\u{2009}\u{b}5A7:3::Ab:3:2FBC:2/01",
+            "6.255.8.166/00032\u{85}\u{2028}\u{c} \u{3000}",
+            "\u{2005}206.159.252.91/005\u{3000}\t",
+            "\u{2029}7:5D1E::04:01B:7\u{200a}",
+            "0c:a:18:5:0B70:04:cBb9::",
+            "\u{2000}::\u{85}\t",
         ] {
             check(long);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the pattern lets a client send, the parser takes.
+        #[test]
+        fn strings_the_ip_range_pattern_generates_parse(
+            s in proptest::string::string_regex(
+                ip_range_pattern().trim_start_matches('^').trim_end_matches('$'),
+            ).unwrap()
+        ) {
+            proptest::prop_assert!(crate::ip::parse_list([&s]).is_ok(), "{:?}", s);
         }
     }
 
