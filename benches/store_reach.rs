@@ -113,6 +113,7 @@ fn record(i: usize, now: DateTime<Utc>) -> TokenRecord {
         },
         allowed_ips: Vec::new(),
         retired: Vec::new(),
+        expiry_notice: None,
         last_used_at: None,
         version: 1,
     }

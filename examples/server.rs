@@ -23,6 +23,10 @@
 //! under `/api/tokens` (see `keygate::axum::admin`), with its OpenAPI document at
 //! `GET /api/tokens/openapi.json` (no credentials needed).
 //!
+//! Every hour (and at start) it tells the owners of tokens entering the 60, 30, 7 or 0-day
+//! window before expiry, once per window, by logging `token expires soon` (target
+//! `keygate_example::expiry`), where a real service would mail them.
+//!
 //! On SIGTERM or SIGINT it stops accepting connections and lets the requests in flight
 //! finish (at most 10 s) before it exits.
 //!
@@ -47,6 +51,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use keygate::cache::CacheConfig;
+use keygate::expiry::{ExpiryNotice, ExpiryNotifier, ExpiryWindows};
 use keygate::{
     ExpiryPreset, IssueRequest, Scope, ScopeSet, ServerKey, TokenManager, TokenStatus,
     VerifiedToken, scope::ProjectId, store::PageRequest,
@@ -78,12 +83,76 @@ async fn open_store(url: &str, schema: Option<&str>) -> Result<SqlStore, Box<dyn
     Ok(SqlStore::Postgres(store))
 }
 
-/// The example service, started: its state, the admin token if one was created now, and the
-/// PostgreSQL invalidation listener (keep it alive).
+/// The example service, started: its state, the admin token if one was created now, the
+/// PostgreSQL invalidation listener (keep it alive), and the expiry notices' task (stopped
+/// when the service is dropped).
 pub(crate) struct Service {
     pub(crate) keygate: Keygate,
     pub(crate) admin_token: Option<String>,
     _listener: Option<ListenerHandle>,
+    _expiry_notices: AbortOnDrop,
+}
+
+/// How often the service looks for tokens entering an expiry window (and once at start).
+const EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Tells owners that their tokens expire soon by logging it; a real service would mail them
+/// (queueing the mail, so that a mail server's failure loses no notice).
+struct LogExpiryNotices;
+
+#[async_trait::async_trait]
+impl ExpiryNotifier for LogExpiryNotices {
+    async fn token_expiring(
+        &self,
+        record: &keygate::TokenRecord,
+        notice: &ExpiryNotice,
+    ) -> Result<(), keygate::error::BoxError> {
+        tracing::info!(
+            target: "keygate_example::expiry",
+            token_id = record.id.as_str(),
+            owner = record.owner.as_str(),
+            name = record.name.as_str(),
+            expires_at = %notice.expires_at,
+            window_days = notice.window.as_secs() / 86_400,
+            "token expires soon"
+        );
+        Ok(())
+    }
+}
+
+/// Runs the expiry notices now and then every [`EXPIRY_CHECK_INTERVAL`], with the default
+/// windows (60, 30 and 7 days ahead, and at expiry).
+fn spawn_expiry_notices(manager: TokenManager) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let windows = ExpiryWindows::default();
+        let mut every = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+        loop {
+            every.tick().await;
+            match manager.notify_expiring(&windows, &LogExpiryNotices).await {
+                Ok(report) if report.sent + report.failed > 0 => tracing::info!(
+                    target: "keygate_example::expiry",
+                    sent = report.sent,
+                    failed = report.failed,
+                    "expiry notices"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    target: "keygate_example::expiry",
+                    error = %e,
+                    "expiry notices failed; trying again at the next check"
+                ),
+            }
+        }
+    }))
+}
+
+/// A task that stops when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Opens the store, builds the manager, and creates the first admin token if needed.
@@ -108,6 +177,7 @@ pub(crate) async fn start(
     let listener = store.spawn_invalidation_listener(manager.clone()).await?;
     let admin_token = ensure_admin_token(&manager).await?;
     Ok(Service {
+        _expiry_notices: spawn_expiry_notices(manager.clone()),
         keygate: Keygate::new(manager),
         admin_token,
         _listener: listener,

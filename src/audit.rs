@@ -54,6 +54,9 @@ pub enum AuditKind {
     /// [`TokenManager::report_leaked`](crate::TokenManager::report_leaked)) and it was
     /// revoked. The reported plaintext is never part of the event.
     LeakReported,
+    /// The owner was told that this token expires soon (or has expired), by
+    /// [`TokenManager::notify_expiring`](crate::TokenManager::notify_expiring).
+    ExpiryNotified,
 }
 
 impl AuditKind {
@@ -73,6 +76,7 @@ impl AuditKind {
             AuditKind::AccessDenied { .. } => "authz_fail",
             AuditKind::Pruned { .. } => "authn_token_pruned",
             AuditKind::LeakReported => "authn_token_leak_reported",
+            AuditKind::ExpiryNotified => "authn_token_expiry_notified",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Expiry: when a token stops being valid, the presets users pick from, the policy that
-//! bounds them, and the clock that decides.
+//! bounds them, the clock that decides, and the notices that tell owners ahead of time.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 
+mod notice;
 pub(crate) mod preset;
+
+pub use notice::{ExpiryNotice, ExpiryNotifier, ExpiryReport, ExpiryWindows, MAX_EXPIRY_WINDOWS};
 
 pub(crate) use preset::{Expiry, ExpiryPreset};
 

@@ -91,10 +91,10 @@
 //! [`VerifyError`] and the stores ([`MemoryStore`], `SqliteStore`, `PostgresStore`). Every
 //! other item is exported once, from its module: [`manager`] (builder, acting as a token,
 //! delegation, bulk actions), [`store`] (the trait, filters, pages), [`expiry`] (policy,
-//! clocks), [`scope`], [`record`], [`token`], [`digest`], [`error`], [`audit`], [`cache`],
-//! and with their features `http`, `tower`, `axum` and `testing`. Durations are
-//! [`std::time::Duration`] throughout, as in tokio, tower and sqlx (and never negative);
-//! instants are `chrono::DateTime<Utc>`.
+//! clocks, expiry notices), [`scope`], [`record`], [`token`], [`digest`], [`error`],
+//! [`audit`], [`cache`], and with their features `http`, `tower`, `axum` and `testing`.
+//! Durations are [`std::time::Duration`] throughout, as in tokio, tower and sqlx (and never
+//! negative); instants are `chrono::DateTime<Utc>`.
 //!
 //! # Features
 //!

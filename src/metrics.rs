@@ -13,6 +13,7 @@
 //! | [`STORE_SECONDS`] | histogram | `operation`: `find_by_digest`, `touch` |
 //! | [`CACHE_LOOKUPS`] | counter | `result`: `hit`, `miss` |
 //! | [`PRUNED_RECORDS`] | counter | none |
+//! | [`EXPIRY_NOTICES`] | counter | `outcome`: `sent`, `failed` |
 
 /// Verifications by outcome: `outcome="valid"`, or the refusal's code (`unknown`,
 /// `expired`, `store_unavailable`, ...).
@@ -28,3 +29,6 @@ pub const STORE_SECONDS: &str = "keygate_store_operation_duration_seconds";
 pub const CACHE_LOOKUPS: &str = "keygate_cache_lookups_total";
 /// Records deleted by [`TokenManager::prune`](crate::TokenManager::prune).
 pub const PRUNED_RECORDS: &str = "keygate_pruned_records_total";
+/// Expiry notices handed to the notifier by
+/// [`TokenManager::notify_expiring`](crate::TokenManager::notify_expiring), by outcome.
+pub const EXPIRY_NOTICES: &str = "keygate_expiry_notices_total";

@@ -196,3 +196,59 @@ fn example_service_refuses_another_pepper_at_startup() {
         );
     });
 }
+
+/// The example service tells owners of tokens entering an expiry window at start (and
+/// hourly) by logging `token expires soon` with the token id, once per window: a second
+/// start on the same database tells no one again.
+#[test]
+fn example_service_logs_expiry_notices_once() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(subscriber(&capture));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("tokens.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let logged = |id: &str| {
+        let text = String::from_utf8_lossy(&capture.bytes()).into_owned();
+        text.lines()
+            .filter(|l| l.contains("token expires soon") && l.contains(id))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    rt.block_on(async {
+        let key = || ServerKey::from_bytes([5u8; 32]).unwrap();
+        let first = server::start(&url, None, key()).await.unwrap();
+        let soon =
+            first
+                .keygate
+                .manager()
+                .issue(keygate::IssueRequest::new("deploy", "alice").expiry(
+                    keygate::ExpiryPreset::In(std::time::Duration::from_secs(3 * 86_400)),
+                ))
+                .await
+                .unwrap();
+        let id = soon.id().as_str().to_owned();
+        drop(first);
+        for start in ["second", "third"] {
+            let service = server::start(&url, None, key()).await.unwrap();
+            // The first check runs on a task of its own, right after the start.
+            for _ in 0..100 {
+                if !logged(&id).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let lines = logged(&id);
+            assert_eq!(lines.len(), 1, "{start} start: {lines:?}");
+            assert!(
+                lines[0].contains("window_days=7") && lines[0].contains("owner=\"alice\""),
+                "{}",
+                lines[0]
+            );
+            drop(service);
+        }
+    });
+}

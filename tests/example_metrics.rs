@@ -101,6 +101,55 @@ fn metrics_count_verifications_by_outcome() {
         assert_eq!(delta("unknown"), 1.0);
         assert!(has(&after, keygate::metrics::VERIFICATION_SECONDS));
         assert!(has(&after, keygate::metrics::STORE_SECONDS));
+
+        // An expiry notice sent, and one whose notifier failed.
+        let manager = service.keygate.manager();
+        for name in ["soon", "also soon"] {
+            manager
+                .issue(
+                    keygate::IssueRequest::new(name, "alice").expiry(keygate::ExpiryPreset::In(
+                        std::time::Duration::from_secs(2 * 86_400),
+                    )),
+                )
+                .await
+                .unwrap();
+        }
+        let report = manager
+            .notify_expiring(
+                &keygate::expiry::ExpiryWindows::default(),
+                &FailSecond::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((report.sent, report.failed), (1, 1));
+        let notified = scrape(&http, &base).await;
+        let notices = |outcome: &str| {
+            counter(
+                &notified,
+                keygate::metrics::EXPIRY_NOTICES,
+                "outcome",
+                outcome,
+            ) - counter(&after, keygate::metrics::EXPIRY_NOTICES, "outcome", outcome)
+        };
+        assert_eq!((notices("sent"), notices("failed")), (1.0, 1.0));
         serve.abort();
     });
+}
+
+/// Takes the first notice, fails every later one.
+#[derive(Default)]
+struct FailSecond(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl keygate::expiry::ExpiryNotifier for FailSecond {
+    async fn token_expiring(
+        &self,
+        _: &keygate::TokenRecord,
+        _: &keygate::expiry::ExpiryNotice,
+    ) -> Result<(), keygate::error::BoxError> {
+        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Ok(()),
+            _ => Err("the mail server is down".into()),
+        }
+    }
 }

@@ -86,6 +86,7 @@ async fn pinned_record_verifies() {
         },
         allowed_ips: Vec::new(),
         retired: Vec::new(),
+        expiry_notice: None,
         last_used_at: None,
         version: 1,
     };

@@ -921,7 +921,18 @@ async fn server_keys_are_checked_against_the_stores_fingerprints() {
     ));
     assert!(rotated.key_in_use(1).await.unwrap());
     assert!(!rotated.key_in_use(3).await.unwrap());
+    let newer = rotated.issue(IssueRequest::new("new", "o")).await.unwrap();
+    assert_eq!(
+        rotated.tokens_per_key_version().await.unwrap(),
+        [(1, 1), (3, 1)].into_iter().collect()
+    );
+    rotated.delete(newer.id()).await.unwrap();
     rotated.verify(issued.expose_secret()).await.unwrap();
+    assert_eq!(
+        rotated.tokens_per_key_version().await.unwrap(),
+        [(3, 1)].into_iter().collect(),
+        "the verification re-hashed the token under version 3"
+    );
     assert!(
         !rotated.key_in_use(1).await.unwrap(),
         "re-hashed under version 3: version 1 can be dropped"

@@ -17,6 +17,7 @@ const SNIPPETS: &[(&str, &str)] = &[
         "With `features = [\"postgres\"]`",
     ),
     ("examples/readme_axum.rs", "With `features = [\"axum\"]`"),
+    ("examples/readme_expiry.rs", "No feature needed"),
 ];
 
 fn read(path: &str) -> String {

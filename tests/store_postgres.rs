@@ -61,7 +61,7 @@ async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     .fetch_all(store.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     // Version 4: the trigram index of the folded name (pg_trgm is available on the test
     // server).
     let trgm: Option<String> = sqlx::query_scalar(
@@ -505,7 +505,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
     .fetch_all(old.pool())
     .await
     .expect("versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
 
     let expected = keygate::TokenRecord {
         secret_issued_at: written.created_at,
@@ -676,7 +676,7 @@ async fn upgrade_from_version_4_adds_empty_allowlists() {
     .fetch_all(pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     let upgraded = old.get(issued.id()).await.expect("get").expect("record");
     assert_eq!(
         upgraded, written,

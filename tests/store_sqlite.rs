@@ -60,7 +60,7 @@ async fn connect_creates_the_file_and_migrate_is_idempotent() {
             .fetch_all(sqlite.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     // WAL mode, for concurrent readers and a writer.
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(sqlite.pool())
@@ -446,7 +446,7 @@ async fn upgrade_keeps_rotated_tokens(from: i64) {
             .fetch_all(old.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
 
     let expected = keygate::TokenRecord {
         secret_issued_at: written.created_at,
@@ -713,7 +713,7 @@ async fn upgrade_from_version_4_adds_empty_allowlists() {
             .fetch_all(old.pool())
             .await
             .expect("read versions");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     let upgraded = old.get(issued.id()).await.expect("get").expect("record");
     assert_eq!(
         upgraded, written,

@@ -160,6 +160,16 @@ pub(crate) enum TokenCommand {
     Create(CreateArgs),
     /// List tokens (a table, or JSON with --json), newest first.
     List(ListArgs),
+    /// List the active tokens that expire within a window and have not expired yet,
+    /// soonest first (a table, or JSON with --json). Sends no notice.
+    Expiring {
+        /// How far ahead: <N>d, <N>h, <N>m or <N>s.
+        #[arg(long, default_value = "30d", value_parser = parse_age, value_name = "DURATION")]
+        within: std::time::Duration,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one token's settings (never its secret).
     Show {
         /// The token id.
@@ -208,6 +218,9 @@ pub(crate) struct PruneArgs {
 pub(crate) enum PepperCommand {
     /// Print a fresh random server key (32 bytes, hex) for KEYGATE_PEPPER.
     Generate,
+    /// Print how many tokens each server-key version still digests (`version tokens`
+    /// lines): a key can be retired once no token needs it. Needs no KEYGATE_PEPPER.
+    Usage,
 }
 
 /// `keygate token create`
@@ -272,6 +285,10 @@ pub(crate) struct ListArgs {
     /// Only tokens expiring after this, or never (an RFC 3339 instant, or <N>d/<N>h from now).
     #[arg(long, value_parser = parse_instant, value_name = "WHEN")]
     pub(crate) expires_after: Option<ExpiryPreset>,
+    /// Only tokens whose current secret is digested under this server-key version (see
+    /// `keygate pepper usage`).
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) key_version: Option<u32>,
     /// At most this many tokens (default: all).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) limit: Option<u64>,

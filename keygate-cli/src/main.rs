@@ -79,6 +79,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             output::line("the server key", &ServerKey::generate().expose_hex())?;
             Ok(EXIT_OK)
         }
+        Command::Pepper(PepperCommand::Usage) => pepper_usage(&ctx).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut script);
@@ -266,6 +267,7 @@ async fn token(ctx: &Context<'_>, cmd: TokenCommand) -> Result<u8, Failure> {
     match cmd {
         TokenCommand::Create(a) => create(ctx, a).await,
         TokenCommand::List(a) => list(ctx, a).await,
+        TokenCommand::Expiring { within, json } => expiring(ctx, within, json).await,
         TokenCommand::Show { id, json } => show(ctx, &id, json).await,
         TokenCommand::Update(a) => update(ctx, a).await,
         TokenCommand::Rotate(a) => rotate(ctx, a).await,
@@ -341,6 +343,7 @@ async fn list(ctx: &Context<'_>, a: ListArgs) -> Result<u8, Failure> {
     filter.status = a.status;
     filter.scope = a.scope;
     filter.project = a.project;
+    filter.key_version = a.key_version;
     let manager = ctx.open(false).await?;
     let now = manager.now();
     let resolve = |p: keygate::ExpiryPreset| {
@@ -371,7 +374,52 @@ async fn list(ctx: &Context<'_>, a: ListArgs) -> Result<u8, Failure> {
         }
     }
     records.truncate(limit);
-    if a.json {
+    print_records(&records, now, a.json)?;
+    eprintln!("keygate: {} token(s)", records.len());
+    Ok(EXIT_OK)
+}
+
+async fn pepper_usage(ctx: &Context<'_>) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let counts = manager
+        .tokens_per_key_version()
+        .await
+        .map_err(Failure::from_error)?;
+    let text: String = counts
+        .iter()
+        .map(|(version, tokens)| format!("{version} {tokens}\n"))
+        .collect();
+    output::text("the usage", &text)?;
+    eprintln!("keygate: {} server-key version(s) in use", counts.len());
+    Ok(EXIT_OK)
+}
+
+async fn expiring(
+    ctx: &Context<'_>,
+    within: std::time::Duration,
+    json: bool,
+) -> Result<u8, Failure> {
+    let manager = ctx.open(false).await?;
+    let now = manager.now();
+    let records = manager
+        .expiring(within)
+        .await
+        .map_err(Failure::from_error)?;
+    print_records(&records, now, json)?;
+    eprintln!(
+        "keygate: {} token(s) expire within the window",
+        records.len()
+    );
+    Ok(EXIT_OK)
+}
+
+/// `records` on stdout: a table, or a JSON array of the records as `show --json` prints them.
+fn print_records(
+    records: &[keygate::TokenRecord],
+    now: chrono::DateTime<chrono::Utc>,
+    json: bool,
+) -> Result<(), Failure> {
+    if json {
         let items: Vec<_> = records
             .iter()
             .map(|r| output::record_json(r, now))
@@ -379,12 +427,10 @@ async fn list(ctx: &Context<'_>, a: ListArgs) -> Result<u8, Failure> {
         output::text(
             "the list",
             &output::json_text(&serde_json::Value::Array(items)),
-        )?;
+        )
     } else {
-        output::text("the list", &output::table(&records, now))?;
+        output::text("the list", &output::table(records, now))
     }
-    eprintln!("keygate: {} token(s)", records.len());
-    Ok(EXIT_OK)
 }
 
 async fn show(ctx: &Context<'_>, id: &TokenId, json: bool) -> Result<u8, Failure> {

@@ -887,3 +887,71 @@ fn allow_ip_restricts_tokens_on_create_and_update() {
     assert_eq!(record(&cli, "office"), before);
     assert_eq!(records(&cli).len(), 1);
 }
+
+#[test]
+fn expiring_lists_what_expires_within_the_window_soonest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    cli.create_token("week", &["--id", "week", "--expires", "7d"]);
+    cli.create_token("days", &["--id", "days", "--expires", "3d"]);
+    cli.create_token("month", &["--id", "month", "--expires", "30d"]);
+    cli.create_token("never", &["--id", "never", "--expires", "never"]);
+    cli.create_token("gone", &["--id", "gone", "--expires", "2d"]);
+    cli.run(&["token", "revoke", "gone", "--yes"])
+        .expect_code(OK);
+    let run = cli
+        .run(&["token", "expiring", "--within", "8d", "--json"])
+        .expect_code(OK);
+    let ids: Vec<_> = json(&run)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["days", "week"]);
+    assert!(run.stderr.contains("2 token(s)"), "{}", run.stderr);
+    // The default window is 30 days; the table has a header and one row per token.
+    let table = cli.run(&["token", "expiring"]).expect_code(OK);
+    assert_eq!(table.stdout.lines().count(), 4, "{}", table.stdout);
+    cli.run(&["token", "expiring", "--within", "soon"])
+        .expect_failure(USAGE, "expected <N>d");
+    // Listing sends nothing: no notice is marked.
+    assert!(record(&cli, "days").expiry_notice.is_none());
+}
+
+#[test]
+fn pepper_usage_counts_tokens_per_key_version_and_list_filters_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = sqlite_cli(&dir);
+    cli.migrate();
+    cli.create_token("old-1", &["--id", "old-1"]);
+    cli.create_token("old-2", &["--id", "old-2"]);
+    let mut cmd = cli.command(&["token", "create", "new", "--id", "new"]);
+    cmd.env("KEYGATE_PEPPER_VERSION", "2");
+    assert_eq!(cmd.output().unwrap().status.code(), Some(OK));
+
+    let usage = cli
+        .with_pepper(None)
+        .run(&["pepper", "usage"])
+        .expect_code(OK);
+    assert_eq!(usage.stdout, "1 2\n2 1\n");
+    assert!(
+        usage.stderr.contains("2 server-key version(s)"),
+        "{}",
+        usage.stderr
+    );
+    let listed = cli
+        .run(&["token", "list", "--key-version", "1", "--json"])
+        .expect_code(OK);
+    let mut ids: Vec<_> = json(&listed)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["old-1", "old-2"]);
+    cli.run(&["token", "list", "--key-version", "x"])
+        .expect_code(USAGE);
+}

@@ -116,6 +116,7 @@ impl TokenManager {
             allowed_ips,
             digest,
             retired: Vec::new(),
+            expiry_notice: None,
             last_used_at: None,
             version: 1,
         };

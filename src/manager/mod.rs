@@ -7,6 +7,7 @@ mod bulk;
 pub mod delegation;
 mod leak;
 mod lifecycle;
+mod notify;
 pub(crate) mod observe;
 mod prune;
 pub(crate) mod requests;

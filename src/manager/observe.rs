@@ -110,3 +110,15 @@ pub(crate) fn pruned(records: u64) {
     #[cfg(not(feature = "metrics"))]
     let _ = records;
 }
+
+/// An expiry notice was handed to the notifier, which took it (`sent`) or failed.
+pub(crate) fn expiry_notice(sent: bool) {
+    #[cfg(feature = "metrics")]
+    if sent {
+        ::metrics::counter!(crate::metrics::EXPIRY_NOTICES, "outcome" => "sent").increment(1);
+    } else {
+        ::metrics::counter!(crate::metrics::EXPIRY_NOTICES, "outcome" => "failed").increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = sent;
+}

@@ -152,6 +152,27 @@ impl TokenManager {
         Ok(!found.items.is_empty())
     }
 
+    /// How many tokens have their current secret digested under each server-key version,
+    /// for the versions that have any (what [`key_in_use`](Self::key_in_use) answers for one
+    /// version, counted). Walks every record, a page at a time: an operator's question, not
+    /// a request path's.
+    pub async fn tokens_per_key_version(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, crate::Error> {
+        let mut counts = std::collections::BTreeMap::new();
+        let mut page = PageRequest::first(crate::store::MAX_PAGE_LIMIT);
+        loop {
+            let found = self.inner.store.list(&TokenFilter::new(), &page).await?;
+            for r in &found.items {
+                *counts.entry(r.digest.key_version).or_insert(0) += 1;
+            }
+            match found.next {
+                Some(next) => page = page.next(next),
+                None => return Ok(counts),
+            }
+        }
+    }
+
     /// Drops any cached verification of `id`, so the next verification reads the store.
     /// Called for every change made through this manager; call it when a change was made
     /// elsewhere (the PostgreSQL store's listener does). A no-op without a cache.

@@ -105,6 +105,12 @@ pub struct TokenRecord {
     /// is recognised (`authn_token_reuse`) rather than unknown. At most the newest one can
     /// still be inside its grace period: a rotation while a grace period runs must end it.
     pub retired: Vec<RetiredSecret>,
+    /// The last expiry notice sent for this token (by
+    /// [`TokenManager::notify_expiring`](crate::TokenManager::notify_expiring)), if any.
+    /// Stores keep its window in whole seconds, as [`ExpiryWindows`](crate::expiry::ExpiryWindows)
+    /// makes them.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub expiry_notice: Option<crate::expiry::ExpiryNotice>,
     /// Last successful verification (updated at most once per interval; may lag).
     pub last_used_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version: starts at 1, incremented by every `update`.

@@ -130,7 +130,7 @@ struct Statements {
 const COLUMNS: &str = "id, name, description, owner, created_by, created_at, updated_at, \
     secret_issued_at, expires_at, status, scopes, projects, metadata, digest, key_version, \
     retired_digests, retired_key_versions, retired_valid_until, last_used_at, version, \
-    allowed_ips";
+    allowed_ips, expiry_notice_window, expiry_notice_expires_at";
 
 impl Statements {
     fn new(schema: &str) -> Self {
@@ -150,7 +150,7 @@ impl Statements {
             ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
             ),
             // The compare-and-swap and its notification, in one statement.
             update: format!(
@@ -160,7 +160,8 @@ impl Statements {
                  digest = $14, key_version = $15, retired_digests = $16, \
                  retired_key_versions = $17, retired_valid_until = $18, \
                  last_used_at = GREATEST(last_used_at, $19), version = version + 1, \
-                 allowed_ips = $22 \
+                 allowed_ips = $22, expiry_notice_window = $23, \
+                 expiry_notice_expires_at = $24 \
                  WHERE id = $1 AND version = $20 RETURNING id, version) \
                  SELECT u.version, pg_notify($21, u.id)::text AS notified FROM u"
             ),
@@ -573,9 +574,17 @@ fn push_reach(q: &mut QueryBuilder<'_, Postgres>, reach: &Reach) {
     }
 }
 
-/// The allowed IP ranges as bound (`$21` of an insert, `$22` of an update): their text forms.
-fn ip_texts(r: &TokenRecord) -> Vec<String> {
-    r.allowed_ips.iter().map(ToString::to_string).collect()
+/// Binds the columns after `version` (`$21` to `$23` of an insert, `$22` to `$24` of an
+/// update): the allowed IP ranges in their text forms and the expiry notice.
+fn bind_tail<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
+    q.bind(
+        r.allowed_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .bind(super::sql::expiry_notice_window(r))
+    .bind(r.expiry_notice.map(|n| n.expires_at))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -632,6 +641,7 @@ impl Dialect for Postgres {
         include_str!("migrations/postgres/0004_index_names.sql"),
         include_str!("migrations/postgres/0005_server_keys.sql"),
         include_str!("migrations/postgres/0006_allowed_ips.sql"),
+        include_str!("migrations/postgres/0007_expiry_notice.sql"),
     ];
     const PLACEHOLDER: &'static str = "{schema}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \
@@ -647,9 +657,8 @@ impl Dialect for Postgres {
 impl PostgresStore {
     async fn db_insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let version = version_to_i64(record.version)?;
-        bind_record(sqlx::query(&self.sql.insert), record)
-            .bind(version)
-            .bind(ip_texts(record))
+        let q = bind_record(sqlx::query(&self.sql.insert), record).bind(version);
+        bind_tail(q, record)
             .execute(&self.pool)
             .await
             .map_err(insert_error)?;
@@ -674,10 +683,10 @@ impl PostgresStore {
             // No stored version is this large: it cannot match.
             return Err(self.conflict_or_not_found(&record.id).await);
         };
-        let row = bind_record(sqlx::query(&self.sql.update), record)
+        let q = bind_record(sqlx::query(&self.sql.update), record)
             .bind(expected)
-            .bind(&self.sql.channel)
-            .bind(ip_texts(record))
+            .bind(&self.sql.channel);
+        let row = bind_tail(q, record)
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::backend)?;

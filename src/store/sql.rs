@@ -43,7 +43,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, R
 use super::{Cursor, Page, PageRequest, TokenFilter, TokenStore};
 use crate::digest::{Digest, StoredDigest};
 use crate::error::{Error, StoreError};
-use crate::expiry::Expiry;
+use crate::expiry::{Expiry, ExpiryNotice};
 use crate::ip::IpNet;
 use crate::record::{RetiredSecret, TokenRecord, TokenStatus};
 use crate::scope::{Projects, ScopeSet};
@@ -83,13 +83,14 @@ pub(crate) fn check_ident(value: &str, allow_empty: bool) -> Result<(), &'static
 /// script per entry ([`Dialect::MIGRATIONS`]), embedded, holding [`Dialect::PLACEHOLDER`]
 /// for the table prefix or schema, which is replaced by a validated identifier before it
 /// runs. Migrations are history: a change to the schema is a new entry, never an edit.
-pub(crate) const HISTORY: [(i64, &str); 6] = [
+pub(crate) const HISTORY: [(i64, &str); 7] = [
     (1, "create_tokens"),
     (2, "index_digests"),
     (3, "retired_secrets"),
     (4, "index_names"),
     (5, "server_keys"),
     (6, "allowed_ips"),
+    (7, "expiry_notice"),
 ];
 
 /// The database records a schema version this build does not know: refuse to touch it.
@@ -192,6 +193,8 @@ pub(crate) trait Columns {
     fn text(&self, column: &'static str) -> Result<&str, StoreError>;
     /// An integer column.
     fn int(&self, column: &'static str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError>;
     /// A blob (`bytea`) column.
     fn bytes(&self, column: &'static str) -> Result<&[u8], StoreError>;
     /// A JSON column holding a string map.
@@ -211,6 +214,9 @@ where
         col(self, column)
     }
     fn int(&self, column: &'static str) -> Result<i64, StoreError> {
+        col(self, column)
+    }
+    fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError> {
         col(self, column)
     }
     fn bytes(&self, column: &'static str) -> Result<&[u8], StoreError> {
@@ -272,6 +278,10 @@ fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
     };
     let retired = row.retired()?;
     let allowed_ips = row.allowed_ips()?;
+    let expiry_notice = expiry_notice_of(
+        row.opt_int(EXPIRY_NOTICE_WINDOW)?,
+        row.opt_instant(EXPIRY_NOTICE_EXPIRES_AT)?,
+    )?;
     Ok(TokenRecord {
         id,
         name: row.text("name")?.to_owned(),
@@ -289,9 +299,37 @@ fn decode<R: TokenRow>(row: &R) -> Result<TokenRecord, StoreError> {
         allowed_ips,
         digest,
         retired,
+        expiry_notice,
         last_used_at: row.opt_instant("last_used_at")?,
         version: version_from_i64(row.int("version")?)?,
     })
+}
+
+/// The columns of [`TokenRecord::expiry_notice`].
+pub(crate) const EXPIRY_NOTICE_WINDOW: &str = "expiry_notice_window";
+pub(crate) const EXPIRY_NOTICE_EXPIRES_AT: &str = "expiry_notice_expires_at";
+
+/// The expiry notice from its two columns: both NULL, or a window of whole seconds and an
+/// instant; anything else is a [`bad_row`].
+fn expiry_notice_of(
+    window: Option<i64>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Option<ExpiryNotice>, StoreError> {
+    match (window, expires_at) {
+        (None, None) => Ok(None),
+        (Some(secs), Some(expires_at)) => u64::try_from(secs)
+            .ok()
+            .map(std::time::Duration::from_secs)
+            .map(|window| Some(ExpiryNotice { window, expires_at }))
+            .ok_or_else(|| bad_row(EXPIRY_NOTICE_WINDOW)),
+        _ => Err(bad_row(EXPIRY_NOTICE_WINDOW)),
+    }
+}
+
+/// The expiry notice's window as stored: whole seconds.
+pub(crate) fn expiry_notice_window(r: &TokenRecord) -> Option<i64> {
+    r.expiry_notice
+        .map(|n| i64::try_from(n.window.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Runs `query` (a `get` or `find_by_digest`, bound) and decodes the record it finds.

@@ -134,6 +134,7 @@ impl Statements {
             "SELECT o.id, o.name, o.description, o.owner, o.created_by, o.created_at, \
              o.updated_at, o.secret_issued_at, o.expires_at, o.status, o.all_projects, \
              o.metadata, o.digest, o.key_version, o.last_used_at, o.version, o.allowed_ips, \
+             o.expiry_notice_window, o.expiry_notice_expires_at, \
              (SELECT json_group_array(s.scope) FROM {scopes} s WHERE s.token_id = o.id) \
              AS scopes, \
              (SELECT json_group_array(p.project) FROM {projects} p WHERE p.token_id = o.id) \
@@ -166,8 +167,9 @@ impl Statements {
             insert: format!(
                 "INSERT INTO {tokens} (id, name, description, owner, created_by, created_at, \
                  updated_at, secret_issued_at, expires_at, status, all_projects, metadata, \
-                 digest, key_version, allowed_ips, last_used_at, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 digest, key_version, allowed_ips, expiry_notice_window, \
+                 expiry_notice_expires_at, last_used_at, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             insert_scope: format!(
                 "INSERT INTO {scopes} (token_id, scope, created_at) VALUES (?, ?, ?)"
@@ -183,7 +185,7 @@ impl Statements {
                 "UPDATE {tokens} SET name = ?, description = ?, owner = ?, created_by = ?, \
                  created_at = ?, updated_at = ?, secret_issued_at = ?, expires_at = ?, \
                  status = ?, all_projects = ?, metadata = ?, digest = ?, key_version = ?, \
-                 allowed_ips = ?, \
+                 allowed_ips = ?, expiry_notice_window = ?, expiry_notice_expires_at = ?, \
                  last_used_at = max(coalesce(?, last_used_at), coalesce(last_used_at, ?)), \
                  version = version + 1 \
                  WHERE id = ? AND version = ?"
@@ -610,6 +612,8 @@ fn bind_record<'q>(q: SqliteQuery<'q>, r: &'q TokenRecord) -> SqliteQuery<'q> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
         ))
+        .bind(super::sql::expiry_notice_window(r))
+        .bind(r.expiry_notice.map(|n| micros(n.expires_at)))
 }
 
 impl Dialect for Sqlite {
@@ -626,6 +630,7 @@ impl Dialect for Sqlite {
         include_str!("migrations/sqlite/0004_index_names.sql"),
         include_str!("migrations/sqlite/0005_server_keys.sql"),
         include_str!("migrations/sqlite/0006_allowed_ips.sql"),
+        include_str!("migrations/sqlite/0007_expiry_notice.sql"),
     ];
     const PLACEHOLDER: &'static str = "{prefix}";
     const CREATE_RECORDS: &'static str = "CREATE TABLE IF NOT EXISTS {table} \

@@ -62,6 +62,7 @@ pub async fn run_all<S: TokenStore + ?Sized + 'static>(store: Arc<S>) {
     prune_honours_the_limit(&*store).await;
     prune_drops_cached_verifications(Arc::clone(&store)).await;
     allowed_ips_round_trip(&*store).await;
+    expiry_notice_round_trip(&*store).await;
     concurrent_updates_one_winner(store).await;
 }
 
@@ -152,6 +153,10 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
                 valid_until: at - Duration::hours(3),
             },
         ],
+        expiry_notice: Some(crate::expiry::ExpiryNotice {
+            window: std::time::Duration::from_secs(30 * 86_400),
+            expires_at: at + Duration::days(30),
+        }),
         last_used_at: Some(at + Duration::minutes(5)),
         version: 1,
     }
@@ -179,6 +184,7 @@ pub async fn insert_then_get_round_trips<S: TokenStore + ?Sized>(store: &S) {
     minimal.metadata.clear();
     minimal.allowed_ips.clear();
     minimal.retired = Vec::new();
+    minimal.expiry_notice = None;
     minimal.last_used_at = None;
     must(store.insert(&minimal).await, "insert minimal");
     let got = must(store.get(&minimal.id).await, "get minimal");
@@ -228,6 +234,56 @@ pub async fn allowed_ips_round_trip<S: TokenStore + ?Sized>(store: &S) {
             found.as_deref(),
             Some(&r),
             "conformance: find_by_digest must return allowed_ips as written"
+        );
+    }
+}
+
+/// `TokenRecord::expiry_notice`, like every field: "Stores persist every field and give it
+/// back unchanged", through `update` (set, replaced, cleared) and every read.
+pub async fn expiry_notice_round_trip<S: TokenStore + ?Sized>(store: &S) {
+    let owner = unique("owner");
+    let mut r = sample_record(&owner, 1, base_time());
+    r.expiry_notice = None;
+    must(store.insert(&r).await, "insert");
+    let expires_at = base_time() + Duration::days(30);
+    for notice in [
+        Some(crate::expiry::ExpiryNotice {
+            window: std::time::Duration::from_secs(7 * 86_400),
+            expires_at,
+        }),
+        Some(crate::expiry::ExpiryNotice {
+            window: std::time::Duration::ZERO,
+            expires_at: expires_at - Duration::days(400),
+        }),
+        None,
+    ] {
+        r.expiry_notice = notice;
+        r.version = must(store.update(&r).await, "update expiry_notice");
+        let got = must(store.get(&r.id).await, "get");
+        assert_eq!(
+            got.as_deref(),
+            Some(&r),
+            "conformance: an update must replace expiry_notice (also with None)"
+        );
+        let found = must(store.find_by_digest(&r.digest.digest).await, "find");
+        assert_eq!(
+            found.as_deref(),
+            Some(&r),
+            "conformance: find_by_digest must return expiry_notice as written"
+        );
+        let listed = must(
+            store
+                .list(
+                    &TokenFilter::new().owner(owner.clone()),
+                    &PageRequest::first(10),
+                )
+                .await,
+            "list",
+        );
+        assert_eq!(
+            listed.items,
+            vec![r.clone()],
+            "conformance: list must return expiry_notice as written"
         );
     }
 }
