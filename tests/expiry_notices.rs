@@ -57,7 +57,7 @@ impl ExpiryNotifier for Inbox {
         notice: &ExpiryNotice,
     ) -> Result<(), BoxError> {
         assert_eq!(
-            record.expiry_notice.as_ref(),
+            record.expiry_notice.as_deref(),
             Some(notice),
             "the record handed over holds its notice"
         );
@@ -121,10 +121,10 @@ async fn each_window_is_told_once_as_the_token_enters_it() {
     let told = m.get(&month).await.unwrap();
     assert_eq!(
         told.expiry_notice,
-        Some(ExpiryNotice {
+        Some(Box::new(ExpiryNotice {
             window: 30 * DAY,
             expires_at: at(30)
-        })
+        }))
     );
     // The audit trail has one event per notice, by `system`, naming the token.
     let notified: Vec<_> = events

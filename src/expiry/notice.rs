@@ -123,6 +123,7 @@ impl ExpiryWindows {
         let window = self.window_at(expires_at, now)?;
         let told = record
             .expiry_notice
+            .as_deref()
             .is_some_and(|n| n.expires_at == expires_at && n.window <= window);
         (!told).then_some(ExpiryNotice { window, expires_at })
     }

@@ -88,7 +88,7 @@ impl TokenManager {
         notifier: &dyn ExpiryNotifier,
         report: &mut ExpiryReport,
     ) -> Result<(), Error> {
-        record.expiry_notice = Some(notice);
+        record.expiry_notice = Some(Box::new(notice));
         match self.inner.store.update(&record).await {
             Ok(version) => record.version = version,
             // Changed or deleted meanwhile: the next call looks again.

@@ -108,9 +108,10 @@ pub struct TokenRecord {
     /// The last expiry notice sent for this token (by
     /// [`TokenManager::notify_expiring`](crate::TokenManager::notify_expiring)), if any.
     /// Stores keep its window in whole seconds, as [`ExpiryWindows`](crate::expiry::ExpiryWindows)
-    /// makes them.
+    /// makes them. Boxed: most records never hold one, and a record in a memory store stays
+    /// 24 bytes smaller for it.
     #[cfg_attr(feature = "serde", serde(default))]
-    pub expiry_notice: Option<crate::expiry::ExpiryNotice>,
+    pub expiry_notice: Option<Box<crate::expiry::ExpiryNotice>>,
     /// Last successful verification (updated at most once per interval; may lag).
     pub last_used_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version: starts at 1, incremented by every `update`.

@@ -584,7 +584,7 @@ fn bind_tail<'q>(q: PgQuery<'q>, r: &'q TokenRecord) -> PgQuery<'q> {
             .collect::<Vec<_>>(),
     )
     .bind(super::sql::expiry_notice_window(r))
-    .bind(r.expiry_notice.map(|n| n.expires_at))
+    .bind(r.expiry_notice.as_deref().map(|n| n.expires_at))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;

@@ -314,13 +314,13 @@ pub(crate) const EXPIRY_NOTICE_EXPIRES_AT: &str = "expiry_notice_expires_at";
 fn expiry_notice_of(
     window: Option<i64>,
     expires_at: Option<DateTime<Utc>>,
-) -> Result<Option<ExpiryNotice>, StoreError> {
+) -> Result<Option<Box<ExpiryNotice>>, StoreError> {
     match (window, expires_at) {
         (None, None) => Ok(None),
         (Some(secs), Some(expires_at)) => u64::try_from(secs)
             .ok()
             .map(std::time::Duration::from_secs)
-            .map(|window| Some(ExpiryNotice { window, expires_at }))
+            .map(|window| Some(Box::new(ExpiryNotice { window, expires_at })))
             .ok_or_else(|| bad_row(EXPIRY_NOTICE_WINDOW)),
         _ => Err(bad_row(EXPIRY_NOTICE_WINDOW)),
     }
@@ -329,6 +329,7 @@ fn expiry_notice_of(
 /// The expiry notice's window as stored: whole seconds.
 pub(crate) fn expiry_notice_window(r: &TokenRecord) -> Option<i64> {
     r.expiry_notice
+        .as_deref()
         .map(|n| i64::try_from(n.window.as_secs()).unwrap_or(i64::MAX))
 }
 

@@ -613,7 +613,7 @@ fn bind_record<'q>(q: SqliteQuery<'q>, r: &'q TokenRecord) -> SqliteQuery<'q> {
                 .collect::<Vec<_>>(),
         ))
         .bind(super::sql::expiry_notice_window(r))
-        .bind(r.expiry_notice.map(|n| micros(n.expires_at)))
+        .bind(r.expiry_notice.as_deref().map(|n| micros(n.expires_at)))
 }
 
 impl Dialect for Sqlite {

@@ -153,10 +153,10 @@ pub fn sample_record(owner: &str, n: usize, at: DateTime<Utc>) -> TokenRecord {
                 valid_until: at - Duration::hours(3),
             },
         ],
-        expiry_notice: Some(crate::expiry::ExpiryNotice {
+        expiry_notice: Some(Box::new(crate::expiry::ExpiryNotice {
             window: std::time::Duration::from_secs(30 * 86_400),
             expires_at: at + Duration::days(30),
-        }),
+        })),
         last_used_at: Some(at + Duration::minutes(5)),
         version: 1,
     }
@@ -247,14 +247,14 @@ pub async fn expiry_notice_round_trip<S: TokenStore + ?Sized>(store: &S) {
     must(store.insert(&r).await, "insert");
     let expires_at = base_time() + Duration::days(30);
     for notice in [
-        Some(crate::expiry::ExpiryNotice {
+        Some(Box::new(crate::expiry::ExpiryNotice {
             window: std::time::Duration::from_secs(7 * 86_400),
             expires_at,
-        }),
-        Some(crate::expiry::ExpiryNotice {
+        })),
+        Some(Box::new(crate::expiry::ExpiryNotice {
             window: std::time::Duration::ZERO,
             expires_at: expires_at - Duration::days(400),
-        }),
+        })),
         None,
     ] {
         r.expiry_notice = notice;
