@@ -145,9 +145,12 @@ impl Proxy {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
                     };
+                    // Biased: once cut, no byte more is forwarded, even when the copy is
+                    // ready too (an unbiased select picks a ready branch at random).
                     tokio::select! {
-                        _ = copy_until_stalled(&mut client, &mut server, &stalled) => {}
+                        biased;
                         _ = killed.changed() => {}
+                        _ = copy_until_stalled(&mut client, &mut server, &stalled) => {}
                     }
                 });
             }
