@@ -30,7 +30,7 @@ fi
 mkdir -p target
 cargo fuzz build -O
 for t in "${targets[@]}"; do
-  mkdir -p "target/corpus/$t"
+  mkdir -p "target/corpus/$t" "corpus/$t"
   log="target/fuzz-$t.log"
   echo "fuzz: $t for ${seconds}s"
   status=0
